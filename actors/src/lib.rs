@@ -1,0 +1,1 @@
+//! damselfly-actors (being built)

@@ -1,0 +1,1 @@
+//! damselfly-sim (being built)

@@ -1,0 +1,1 @@
+//! damselfly (being built)
