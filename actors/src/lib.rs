@@ -1,1 +1,23 @@
-//! damselfly-actors (being built)
+//! The actors of damselfly and the on-disk formats they own.
+//!
+//! The engine is a set of actors, each owning its state and reached only through typed messages
+//! (see `DESIGN.md`): the [`wal`] writer, the [`memtable`], and — as they arrive — the flusher,
+//! compactor, manifest publisher and GC sweeper. The [`kernel`] gives them one run loop, bounded
+//! mailboxes and a shared [`kernel::Lifecycle`] that turns any actor failure into a clear error
+//! for every caller. [`table`] holds the table's schema and key encoding.
+//!
+//! Nothing here names a concrete runtime: time, tasks, randomness and files are reached through
+//! `damselfly_runtimes::{Runtime, Storage}`, so the same actors run on tokio, smol and the
+//! deterministic simulator.
+
+#![deny(missing_docs)]
+
+mod encoding;
+pub mod kernel;
+pub mod memtable;
+pub mod metrics;
+pub mod table;
+mod timestamp;
+pub mod wal;
+
+pub use timestamp::Timestamp;

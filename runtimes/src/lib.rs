@@ -15,8 +15,8 @@ pub mod storage;
 mod tokio_runtime;
 
 pub use runtime::{
-    BlockingJob, BlockingResult, BoxFuture, Instant, JoinHandle, Runtime, RuntimeExt,
-    SeededRandom, TaskError,
+    BlockingJob, BlockingResult, BoxFuture, Instant, JoinHandle, Runtime, RuntimeExt, SeededRandom,
+    TaskError,
 };
 #[cfg(feature = "smol")]
 pub use smol_runtime::SmolRuntime;

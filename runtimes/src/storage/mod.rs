@@ -19,6 +19,7 @@
 //! durability model for crash tests), and [`FusioStorage`] (any fusio filesystem with
 //! conditional put, such as S3).
 
+mod common;
 mod fusio;
 mod local;
 mod memory;
@@ -72,7 +73,10 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Creates a new, empty file for appending, creating missing parent directories. Fails with
     /// [`StorageErrorKind::AlreadyExists`] if the file exists.
-    fn create<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Box<dyn Appender>, StorageError>>;
+    fn create<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Appender>, StorageError>>;
 
     /// Writes `data` as the whole content of `path`, replacing any previous file, atomically
     /// and durably.
@@ -179,7 +183,11 @@ impl StorageError {
     }
 
     /// An error from an `std::io::Error`, with the kind derived from the io error's kind.
-    pub fn from_io(operation: &'static str, path: impl Into<String>, error: std::io::Error) -> Self {
+    pub fn from_io(
+        operation: &'static str,
+        path: impl Into<String>,
+        error: std::io::Error,
+    ) -> Self {
         let kind = match error.kind() {
             std::io::ErrorKind::NotFound => StorageErrorKind::NotFound,
             std::io::ErrorKind::AlreadyExists => StorageErrorKind::AlreadyExists,

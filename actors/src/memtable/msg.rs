@@ -1,0 +1,23 @@
+//! What the memtable actor accepts.
+
+use super::write::PreparedWrite;
+use crate::kernel::Reply;
+use crate::timestamp::Timestamp;
+
+/// A message to the memtable actor.
+#[derive(Debug)]
+pub enum MemtableMessage {
+    /// Commit these rows; the reply carries the commit timestamp once the commit is durable (as
+    /// the WAL policy promises) and visible.
+    Commit {
+        /// The prepared rows.
+        write: PreparedWrite,
+        /// Where the commit timestamp goes.
+        reply: Reply<Timestamp>,
+    },
+    /// Notice from the WAL writer: every commit up to `through` is durable.
+    Durable {
+        /// The newest durable commit.
+        through: Timestamp,
+    },
+}

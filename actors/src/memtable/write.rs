@@ -1,0 +1,118 @@
+//! A commit's rows, checked and encoded on the committer's own task before they are ordered.
+//!
+//! Everything that can be done without the commit timestamp is done here, in parallel across
+//! committers: schema conformance, key encoding, the WAL record body and the memory estimate.
+//! The memtable actor, which serialises commits, then only assigns a timestamp and indexes keys.
+
+use arrow_array::RecordBatch;
+use arrow_buffer::BooleanBuffer;
+use bytes::Bytes;
+
+use super::index::INDEX_ENTRY_BYTES;
+use crate::table::{KeyBytes, SchemaError, TableSchema};
+use crate::wal::record;
+
+/// A batch ready to commit.
+#[derive(Debug)]
+pub struct PreparedWrite {
+    /// The rows, in the table's schema.
+    pub batch: RecordBatch,
+    /// The encoded key of each row.
+    pub keys: Vec<KeyBytes>,
+    /// Which rows delete their key, if any do.
+    pub deletes: Option<BooleanBuffer>,
+    /// The WAL record body (empty for rows replayed from the WAL).
+    pub wal_body: Bytes,
+    /// What the rows will cost the memtable, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// Why a batch cannot be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The batch does not fit the table.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The WAL record could not be encoded.
+    #[error("encoding the WAL record: {0}")]
+    Encode(#[from] arrow_schema::ArrowError),
+}
+
+impl PreparedWrite {
+    /// Checks `batch` against `table` and prepares it for a commit; `deletes` (one flag per row)
+    /// marks rows that delete their key.
+    pub fn for_commit(
+        table: &TableSchema,
+        batch: &RecordBatch,
+        deletes: Option<&[bool]>,
+    ) -> Result<Self, PrepareError> {
+        let batch = table.conform(batch)?;
+        let deletes = deletes_buffer(batch.num_rows(), deletes)?;
+        let wal_body = record::encode_body(&batch, deletes.as_ref())?;
+        Ok(Self::indexed(table, batch, deletes, wal_body)?)
+    }
+
+    /// Prepares rows read back from the WAL (already conformed when they were committed).
+    pub fn replayed(
+        table: &TableSchema,
+        batch: RecordBatch,
+        deletes: Option<BooleanBuffer>,
+    ) -> Result<Self, SchemaError> {
+        Self::indexed(table, batch, deletes, Bytes::new())
+    }
+
+    fn indexed(
+        table: &TableSchema,
+        batch: RecordBatch,
+        deletes: Option<BooleanBuffer>,
+        wal_body: Bytes,
+    ) -> Result<Self, SchemaError> {
+        let rows = table.encode_keys(&batch)?;
+        let keys: Vec<KeyBytes> = rows
+            .iter()
+            .map(|row| KeyBytes::from_slice(row.data()))
+            .collect();
+        let key_bytes: usize = keys.iter().map(KeyBytes::heap_bytes).sum();
+        let memory_bytes =
+            batch.get_array_memory_size() + key_bytes + keys.len() * INDEX_ENTRY_BYTES;
+        Ok(Self {
+            batch,
+            keys,
+            deletes,
+            wal_body,
+            memory_bytes,
+        })
+    }
+
+    /// Whether row `row` deletes its key.
+    pub fn is_delete(&self, row: usize) -> bool {
+        self.deletes
+            .as_ref()
+            .is_some_and(|deletes| deletes.value(row))
+    }
+
+    /// The number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+}
+
+/// The delete flags as a bitmap, or `None` when no row deletes.
+fn deletes_buffer(
+    rows: usize,
+    deletes: Option<&[bool]>,
+) -> Result<Option<BooleanBuffer>, SchemaError> {
+    let Some(flags) = deletes else {
+        return Ok(None);
+    };
+    if flags.len() != rows {
+        return Err(SchemaError::TombstoneLength {
+            expected: rows,
+            found: flags.len(),
+        });
+    }
+    Ok(flags
+        .iter()
+        .any(|&deleted| deleted)
+        .then(|| BooleanBuffer::from(flags)))
+}

@@ -1,0 +1,47 @@
+//! The engine's counters, updated by the actors and read by `Db::metrics`.
+//!
+//! Plain relaxed atomics: cheap to bump on hot paths, cheap to read, and each value is exact on
+//! its own (a reader may see one counter a moment ahead of another).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters shared by the actors of one database.
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Commits acknowledged.
+    pub commits: Counter,
+    /// Rows in acknowledged commits.
+    pub rows_committed: Counter,
+    /// Bytes written to the WAL (frames, headers included).
+    pub wal_bytes_written: Counter,
+    /// Group writes to the WAL (each holds one or more commits).
+    pub wal_writes: Counter,
+    /// Syncs of the WAL to stable storage.
+    pub wal_syncs: Counter,
+    /// WAL segments created.
+    pub wal_segments_created: Counter,
+    /// Writes that had to wait for memtable memory.
+    pub write_stalls: Counter,
+    /// Writes that gave up waiting for memtable memory.
+    pub write_stall_timeouts: Counter,
+    /// Commits replayed from the WAL when the database was opened.
+    pub replayed_commits: Counter,
+    /// Rows replayed from the WAL when the database was opened.
+    pub replayed_rows: Counter,
+}
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `amount`.
+    pub fn add(&self, amount: u64) {
+        self.0.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    /// The current count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,390 @@
+//! The WAL writer actor: every commit is logged, in timestamp order, before it is acknowledged.
+//!
+//! It owns the open segment and its frame sequence. Commits arrive as [`WalMessage::Append`] in
+//! timestamp order; the run loop hands over every queued append before calling `on_idle`, where
+//! the writer writes them all with one write — and, when the policy asks, one sync. Commits that
+//! arrive while a sync is in flight wait in the mailbox and share the next one (group commit).
+//! Once a group is as durable as the [`WalSyncPolicy`] promises, the writer sends the memtable a
+//! `Durable` notice for the group's last timestamp.
+//!
+//! Promises:
+//! - a commit is reported durable only after its bytes are written, and, under
+//!   [`WalSyncPolicy::Always`], synced together with the segment's directory entry;
+//! - segments are written by one writer from start to end and never reopened; a rotated segment
+//!   is synced and closed before the next one starts;
+//! - on storage without durable appends (object stores) every group is a segment of its own,
+//!   written whole with put-if-absent, so two writers can never interleave in one segment;
+//! - any storage error is fatal: after a failed write or sync nobody knows what is durable, so
+//!   the writer stops the database rather than acknowledge anything more.
+
+pub mod frame;
+mod msg;
+pub mod record;
+pub mod replay;
+pub mod segment;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_schema::ArrowError;
+use bytes::Bytes;
+use damselfly_runtimes::{
+    Appender, Durability, Instant, PutOutcome, Runtime, Storage, StorageError,
+};
+
+use self::frame::{FrameKind, FrameTooLarge};
+pub use self::msg::WalMessage;
+use self::segment::SegmentEnd;
+use crate::kernel::{Actor, Notifier};
+use crate::memtable::MemtableMessage;
+use crate::metrics::EngineMetrics;
+use crate::table::{TableSchema, descriptor};
+use crate::timestamp::Timestamp;
+
+/// When the WAL is synced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalSyncPolicy {
+    /// Sync before acknowledging every commit (commits that arrive together share one sync).
+    /// An acknowledged commit survives power loss.
+    #[default]
+    Always,
+    /// Acknowledge once written to the OS; sync whenever this many bytes are unsynced. A power
+    /// loss can lose up to that many bytes of acknowledged commits, a process crash none.
+    IntervalBytes(u64),
+    /// Acknowledge once written to the OS; sync at most this long after an unsynced write. A
+    /// power loss can lose that much time of acknowledged commits, a process crash none.
+    IntervalTime(Duration),
+    /// Acknowledge once written to the OS; sync only when a segment is closed. A power loss can
+    /// lose acknowledged commits, a process crash none.
+    Never,
+}
+
+/// How the WAL is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalOptions {
+    /// When to sync.
+    pub sync_policy: WalSyncPolicy,
+    /// A segment is closed and a new one started once it holds this many bytes.
+    pub segment_bytes_max: u64,
+    /// A segment is closed and a new one started once it is this old (checked at writes).
+    pub segment_age_max: Duration,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            sync_policy: WalSyncPolicy::Always,
+            segment_bytes_max: 64 << 20,
+            segment_age_max: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A WAL failure.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The log is damaged somewhere other than a torn tail.
+    #[error("WAL segment {path} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        /// The segment.
+        path: String,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another writer created a segment this writer was about to create.
+    #[error("WAL segment {path} already exists: another writer is using this database")]
+    SegmentTaken {
+        /// The segment.
+        path: String,
+    },
+    /// A commit could not be encoded.
+    #[error("encoding a WAL record: {0}")]
+    Encode(#[from] ArrowError),
+    /// A commit is too large for one frame.
+    #[error(transparent)]
+    FrameTooLarge(#[from] FrameTooLarge),
+}
+
+/// The WAL writer actor.
+#[derive(Debug)]
+pub struct WalWriter {
+    storage: Arc<dyn Storage>,
+    clock: Arc<dyn Runtime>,
+    options: WalOptions,
+    schema_message: Vec<u8>,
+    open: Option<OpenSegment>,
+    previous: Option<SegmentEnd>,
+    next_id: u64,
+    queued: Vec<(Timestamp, Bytes)>,
+    unsynced_bytes: u64,
+    last_sync: Instant,
+    durable: Notifier<MemtableMessage>,
+    metrics: Arc<EngineMetrics>,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    id: u64,
+    file: Box<dyn Appender>,
+    next_sequence: u64,
+    synced_len: u64,
+    opened_at: Instant,
+}
+
+impl WalWriter {
+    /// A writer that continues the log after `previous`, the end of the last replayed segment.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Runtime>,
+        options: WalOptions,
+        table: &TableSchema,
+        previous: Option<SegmentEnd>,
+        durable: Notifier<MemtableMessage>,
+        metrics: Arc<EngineMetrics>,
+    ) -> Result<Self, WalError> {
+        let last_sync = clock.now();
+        Ok(Self {
+            storage,
+            clock,
+            options,
+            schema_message: descriptor::schema_message(table.schema())?,
+            open: None,
+            next_id: previous.map_or(1, |end| end.id + 1),
+            previous,
+            queued: Vec::new(),
+            unsynced_bytes: 0,
+            last_sync,
+            durable,
+            metrics,
+        })
+    }
+
+    /// Writes the queued commits as one group and reports them durable.
+    async fn write_group(&mut self) -> Result<(), WalError> {
+        let Some(&(through, _)) = self.queued.last() else {
+            return Ok(());
+        };
+        if self.storage.supports_durable_append() {
+            self.append_group().await?;
+        } else {
+            self.put_group().await?;
+        }
+        // The memtable only stops once every commit it sent here was reported, so a closed
+        // notice lane means nobody waits for this answer.
+        let _ = self.durable.notify(MemtableMessage::Durable { through });
+        Ok(())
+    }
+
+    async fn append_group(&mut self) -> Result<(), WalError> {
+        self.rotate_if_due().await?;
+        let segment = match self.open.take() {
+            Some(segment) => segment,
+            None => self.create_segment().await?,
+        };
+        let segment = self.open.insert(segment);
+        let mut group = Vec::new();
+        if segment.next_sequence == 0 {
+            let header = segment::encode_header(segment.id, self.previous, &self.schema_message);
+            frame::encode(&mut group, FrameKind::SegmentHeader, 0, 0, &[&header])?;
+            segment.next_sequence = 1;
+        }
+        for (timestamp, body) in self.queued.drain(..) {
+            let timestamp = timestamp.get().to_le_bytes();
+            frame::encode(
+                &mut group,
+                FrameKind::Commit,
+                segment.next_sequence,
+                segment.synced_len,
+                &[&timestamp, &body],
+            )?;
+            segment.next_sequence += 1;
+        }
+        let group_len = group.len() as u64;
+        let durability = self.options.sync_policy.durability_for(
+            self.unsynced_bytes + group_len,
+            self.clock.now().saturating_duration_since(self.last_sync),
+        );
+        segment.file.append(Bytes::from(group), durability).await?;
+        self.metrics.wal_writes.add(1);
+        self.metrics.wal_bytes_written.add(group_len);
+        self.unsynced_bytes += group_len;
+        if durability == Durability::Synced {
+            self.mark_synced();
+        }
+        Ok(())
+    }
+
+    /// Object stores: the group becomes a whole segment, written with put-if-absent.
+    async fn put_group(&mut self) -> Result<(), WalError> {
+        let id = self.next_id;
+        let header = segment::encode_header(id, self.previous, &self.schema_message);
+        let mut group = Vec::new();
+        frame::encode(&mut group, FrameKind::SegmentHeader, 0, 0, &[&header])?;
+        for (sequence, (timestamp, body)) in (1..).zip(self.queued.drain(..)) {
+            let timestamp = timestamp.get().to_le_bytes();
+            frame::encode(
+                &mut group,
+                FrameKind::Commit,
+                sequence,
+                0,
+                &[&timestamp, &body],
+            )?;
+        }
+        let length = group.len() as u64;
+        let path = segment::path(id);
+        match self
+            .storage
+            .put_if_absent(&path, Bytes::from(group))
+            .await?
+        {
+            PutOutcome::Created => {}
+            PutOutcome::AlreadyExists => return Err(WalError::SegmentTaken { path }),
+        }
+        self.next_id += 1;
+        self.previous = Some(SegmentEnd { id, length });
+        self.metrics.wal_segments_created.add(1);
+        self.metrics.wal_writes.add(1);
+        self.metrics.wal_syncs.add(1);
+        self.metrics.wal_bytes_written.add(length);
+        Ok(())
+    }
+
+    async fn create_segment(&mut self) -> Result<OpenSegment, WalError> {
+        let id = self.next_id;
+        let path = segment::path(id);
+        let file = match self.storage.create(&path).await {
+            Ok(file) => file,
+            Err(error) if error.kind == damselfly_runtimes::StorageErrorKind::AlreadyExists => {
+                return Err(WalError::SegmentTaken { path });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        tracing::debug!(path, "WAL segment created");
+        self.next_id += 1;
+        self.metrics.wal_segments_created.add(1);
+        Ok(OpenSegment {
+            id,
+            file,
+            next_sequence: 0,
+            synced_len: 0,
+            opened_at: self.clock.now(),
+        })
+    }
+
+    async fn rotate_if_due(&mut self) -> Result<(), WalError> {
+        let Some(segment) = &self.open else {
+            return Ok(());
+        };
+        let age = self
+            .clock
+            .now()
+            .saturating_duration_since(segment.opened_at);
+        if segment.file.len() >= self.options.segment_bytes_max
+            || age >= self.options.segment_age_max
+        {
+            self.close_segment().await?;
+        }
+        Ok(())
+    }
+
+    /// Syncs and closes the open segment; the next write starts a new one.
+    async fn close_segment(&mut self) -> Result<(), WalError> {
+        if let Some(segment) = self.open.take() {
+            let length = segment.file.len();
+            segment.file.close().await?;
+            self.previous = Some(SegmentEnd {
+                id: segment.id,
+                length,
+            });
+            self.mark_synced();
+        }
+        Ok(())
+    }
+
+    async fn sync(&mut self) -> Result<(), WalError> {
+        if let Some(segment) = &mut self.open {
+            segment
+                .file
+                .append(Bytes::new(), Durability::Synced)
+                .await?;
+            self.mark_synced();
+        }
+        Ok(())
+    }
+
+    fn mark_synced(&mut self) {
+        if let Some(segment) = &mut self.open {
+            segment.synced_len = segment.file.len();
+        }
+        self.unsynced_bytes = 0;
+        self.last_sync = self.clock.now();
+        self.metrics.wal_syncs.add(1);
+    }
+}
+
+impl WalSyncPolicy {
+    /// How durable a write must be, given the bytes and the time since the last sync.
+    fn durability_for(self, unsynced_bytes: u64, since_sync: Duration) -> Durability {
+        let sync = match self {
+            WalSyncPolicy::Always => true,
+            WalSyncPolicy::IntervalBytes(limit) => unsynced_bytes >= limit,
+            WalSyncPolicy::IntervalTime(interval) => since_sync >= interval,
+            WalSyncPolicy::Never => false,
+        };
+        if sync {
+            Durability::Synced
+        } else {
+            Durability::Buffered
+        }
+    }
+}
+
+impl Actor for WalWriter {
+    type Message = WalMessage;
+    type Error = WalError;
+
+    const NAME: &'static str = "wal-writer";
+
+    async fn handle(&mut self, message: WalMessage) -> Result<(), WalError> {
+        match message {
+            WalMessage::Append { timestamp, body } => {
+                debug_assert!(
+                    self.queued.last().is_none_or(|(last, _)| *last < timestamp),
+                    "appends arrive in timestamp order"
+                );
+                self.queued.push((timestamp, body));
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_idle(&mut self) -> Result<(), WalError> {
+        self.write_group().await
+    }
+
+    fn next_tick(&self) -> Option<Instant> {
+        match self.options.sync_policy {
+            WalSyncPolicy::IntervalTime(interval) if self.unsynced_bytes > 0 => {
+                Some(self.last_sync + interval)
+            }
+            _ => None,
+        }
+    }
+
+    async fn on_tick(&mut self, _now: Instant) -> Result<(), WalError> {
+        if self.unsynced_bytes > 0 {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_stop(&mut self) -> Result<(), WalError> {
+        self.write_group().await?;
+        self.close_segment().await
+    }
+}

@@ -1,0 +1,183 @@
+//! `SimRuntime`: the public handle of the deterministic runtime and its `Runtime` impl.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use damselfly_runtimes::{BlockingJob, BoxFuture, Instant, Runtime};
+
+use crate::executor;
+use crate::shared::Shared;
+use crate::timer::Sleep;
+use crate::trace::Event;
+use crate::waker::TaskWaker;
+
+/// The virtual wall clock at virtual time zero: 2023-11-14T22:13:20Z.
+const WALL_CLOCK_ORIGIN_SECS: u64 = 1_700_000_000;
+
+/// A deterministic, single-threaded runtime whose scheduling, time and randomness all follow
+/// one seed.
+///
+/// Cloning is cheap and every clone is a handle to the same runtime. See the
+/// [crate documentation](crate) for how to use it and how to replay a run.
+#[derive(Clone)]
+pub struct SimRuntime {
+    shared: Arc<Shared>,
+}
+
+impl SimRuntime {
+    /// A runtime at virtual time zero whose every choice derives from `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> SimRuntime {
+        SimRuntime {
+            shared: Arc::new(Shared::new(seed)),
+        }
+    }
+
+    /// The seed this runtime was created with; `SimRuntime::new(seed)` replays the run.
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        self.shared.seed
+    }
+
+    /// Sets how far virtual time may run during one [`block_on`](Self::block_on) (one hour by
+    /// default) before the watchdog stops the run with a panic. The limit applies to this
+    /// runtime and all its handles.
+    #[must_use]
+    pub fn with_time_limit(self, time_limit: Duration) -> SimRuntime {
+        self.shared.lock().time_limit = time_limit;
+        self
+    }
+
+    /// How far virtual time may run during one [`block_on`](Self::block_on).
+    #[must_use]
+    pub fn time_limit(&self) -> Duration {
+        self.shared.lock().time_limit
+    }
+
+    /// Runs `future`, and every task spawned on this runtime, on the calling thread until
+    /// `future` completes, and returns its output.
+    ///
+    /// Tasks still pending when it returns stay in the runtime and continue at the next
+    /// `block_on` (or are dropped by [`shutdown`](Self::shutdown)). `future` need not be `Send`.
+    ///
+    /// # Panics
+    ///
+    /// - when called while this runtime is already running, e.g. from inside one of its tasks;
+    /// - when the run is stuck: `future` is pending, no task is runnable and no timer is set;
+    /// - when the next timer lies past the [time limit](Self::with_time_limit);
+    /// - when `future` or a task spawned with [`Runtime::spawn_boxed`] panics (tasks spawned with
+    ///   `RuntimeExt::spawn` report their panics through their handles instead).
+    ///
+    /// Every one of these messages names the seed.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        executor::block_on(&self.shared, future)
+    }
+
+    /// Drops every unfinished spawned task, running its future's destructors.
+    ///
+    /// A task that holds a clone of its runtime (the usual case) forms a reference cycle with
+    /// it: the runtime owns the task, the task owns the runtime. Call `shutdown` when a
+    /// simulated run is over to break those cycles and free the memory. The dropped tasks'
+    /// sleeps unregister their timers as they are dropped. Destructors that spawn new tasks are
+    /// handled: those tasks are dropped too, unpolled. Called from inside a task, the calling
+    /// task is dropped as well once its current poll returns; the main future of a running
+    /// `block_on` is not a spawned task and is left alone.
+    pub fn shutdown(&self) {
+        loop {
+            let tasks = {
+                let mut state = self.shared.lock();
+                let tasks = state.scheduler.take_all();
+                for &task_id in tasks.keys() {
+                    state.trace.record(Event::Dropped { task_id });
+                }
+                tasks
+            };
+            if tasks.is_empty() {
+                return;
+            }
+            // In id order, outside the lock: destructors may call back into the runtime.
+            for (_, task) in tasks {
+                drop(task);
+            }
+        }
+    }
+
+    /// The hash of every event of the run so far: tasks spawned, polled, completed and dropped,
+    /// time advanced, timers fired, and [`record`](Self::record)ed application events. Two runs
+    /// with the same seed and the same program end with the same hash.
+    #[must_use]
+    pub fn trace_hash(&self) -> u64 {
+        self.shared.lock().trace.hash()
+    }
+
+    /// How many events [`trace_hash`](Self::trace_hash) covers.
+    #[must_use]
+    pub fn event_count(&self) -> u64 {
+        self.shared.lock().trace.event_count()
+    }
+
+    /// Mixes an application event into the trace hash.
+    ///
+    /// The engine's simulated storage and message layers call this for what they observe
+    /// (a write of so many bytes, a message delivered), so that a divergence between two runs
+    /// of one seed is caught at the first event that differs, not only when scheduling does.
+    pub fn record(&self, label: &str, value: u64) {
+        self.shared
+            .lock()
+            .trace
+            .record(Event::Application { label, value });
+    }
+
+    /// How many spawned tasks have not finished (the main future of `block_on` not counted).
+    #[must_use]
+    pub fn task_count(&self) -> usize {
+        self.shared.lock().scheduler.task_count()
+    }
+}
+
+impl fmt::Debug for SimRuntime {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        formatter
+            .debug_struct("SimRuntime")
+            .field("seed", &self.shared.seed)
+            .field("now", &state.now)
+            .field("task_count", &state.scheduler.task_count())
+            .field("event_count", &state.trace.event_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime for SimRuntime {
+    fn spawn_boxed(&self, name: &str, task: BoxFuture<'static, ()>) {
+        let make_waker = |task_id| TaskWaker::waker(task_id, &self.shared);
+        let mut state = self.shared.lock();
+        let task_id = state.scheduler.insert(name, make_waker, task);
+        state.trace.record(Event::Spawned { task_id, name });
+    }
+
+    /// Runs `job` inline, at the moment of the call, on the calling thread.
+    fn spawn_blocking(&self, job: BlockingJob) {
+        job();
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(Sleep::new(&self.shared, duration))
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_origin(self.shared.lock().now)
+    }
+
+    /// `UNIX_EPOCH` + 1,700,000,000 s + the virtual time elapsed since the origin.
+    fn wall_clock(&self) -> SystemTime {
+        let elapsed = self.shared.lock().now;
+        UNIX_EPOCH + Duration::from_secs(WALL_CLOCK_ORIGIN_SECS) + elapsed
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.shared.random.next_u64()
+    }
+}
