@@ -28,6 +28,8 @@ pub struct EngineMetrics {
     pub replayed_commits: Counter,
     /// Rows replayed from the WAL when the database was opened.
     pub replayed_rows: Counter,
+    /// The newest commit timestamp whose WAL record is synced: it survives a power loss.
+    pub wal_synced_timestamp: Gauge,
 }
 
 /// A monotonically increasing count.
@@ -41,6 +43,22 @@ impl Counter {
     }
 
     /// The current count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }

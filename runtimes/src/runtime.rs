@@ -53,6 +53,33 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     fn random_u64(&self) -> u64;
 }
 
+/// A shared runtime is a runtime: `Arc<dyn Runtime>` can be passed wherever one is expected.
+impl<R: Runtime + ?Sized> Runtime for std::sync::Arc<R> {
+    fn spawn_boxed(&self, name: &str, task: BoxFuture<'static, ()>) {
+        (**self).spawn_boxed(name, task);
+    }
+
+    fn spawn_blocking(&self, job: BlockingJob) {
+        (**self).spawn_blocking(job);
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        (**self).sleep(duration)
+    }
+
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+
+    fn wall_clock(&self) -> SystemTime {
+        (**self).wall_clock()
+    }
+
+    fn random_u64(&self) -> u64 {
+        (**self).random_u64()
+    }
+}
+
 /// A point on a runtime's monotonic clock, measured from an origin the runtime chooses.
 ///
 /// Unlike `std::time::Instant` this can be created by a virtual clock, which is what lets the

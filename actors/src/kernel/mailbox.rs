@@ -166,6 +166,19 @@ pub struct Mailbox<M> {
     notices: Receiver<M>,
 }
 
+/// An actor that stops — cleanly or not — must not leave requests behind: the channel keeps its
+/// queue alive as long as any sender exists, and a queued request's reply slot would then never
+/// be answered or dropped, so its caller would wait forever. Dropping the mailbox closes both
+/// lanes (later sends fail at once) and drops every queued message with its reply slot.
+impl<M> Drop for Mailbox<M> {
+    fn drop(&mut self) {
+        self.requests.close();
+        self.notices.close();
+        while self.requests.try_recv().is_ok() {}
+        while self.notices.try_recv().is_ok() {}
+    }
+}
+
 /// What a mailbox yields to the run loop.
 #[derive(Debug)]
 pub(crate) enum Delivery<M> {

@@ -12,6 +12,8 @@ mod mailbox;
 mod run_loop;
 
 pub use lifecycle::{Failure, Lifecycle, Unavailable};
+#[cfg(test)]
+pub(crate) use mailbox::Delivery;
 pub use mailbox::{Address, Mailbox, MailboxClosed, Notifier, Reply, mailbox};
 pub use run_loop::{Actor, ActorPanicked, BURST_LIMIT, spawn_actor};
 

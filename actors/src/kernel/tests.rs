@@ -287,3 +287,28 @@ fn closing_refuses_new_work() {
     lifecycle.finish_close();
     assert!(matches!(lifecycle.check(), Err(Unavailable::Closed)));
 }
+
+#[test]
+fn requests_queued_when_an_actor_fails_are_answered_with_an_error() {
+    let setup = start(None);
+    smol::block_on(async {
+        // Queue a failure and, behind it, requests that wait for replies.
+        setup.address.tell(Message::Fail).await.expect("open");
+        let waiting: Vec<_> = (0..3)
+            .map(|value| {
+                let address = setup.address.clone();
+                smol::spawn(async move { address.ask(|reply| Message::Echo(value, reply)).await })
+            })
+            .collect();
+        for request in waiting {
+            // Answered or refused, never left hanging.
+            let answer = request.await;
+            assert!(
+                matches!(answer, Ok(_) | Err(MailboxClosed { .. })),
+                "{answer:?}"
+            );
+        }
+        setup.handle.await.expect("the task completes");
+    });
+    assert!(setup.lifecycle.failure().is_some());
+}

@@ -121,6 +121,8 @@ pub struct WalWriter {
     previous: Option<SegmentEnd>,
     next_id: u64,
     queued: Vec<(Timestamp, Bytes)>,
+    /// The newest commit handed to the storage.
+    written_through: Timestamp,
     unsynced_bytes: u64,
     last_sync: Instant,
     durable: Notifier<MemtableMessage>,
@@ -157,6 +159,7 @@ impl WalWriter {
             next_id: previous.map_or(1, |end| end.id + 1),
             previous,
             queued: Vec::new(),
+            written_through: Timestamp::ZERO,
             unsynced_bytes: 0,
             last_sync,
             durable,
@@ -170,9 +173,9 @@ impl WalWriter {
             return Ok(());
         };
         if self.storage.supports_durable_append() {
-            self.append_group().await?;
+            self.append_group(through).await?;
         } else {
-            self.put_group().await?;
+            self.put_group(through).await?;
         }
         // The memtable only stops once every commit it sent here was reported, so a closed
         // notice lane means nobody waits for this answer.
@@ -180,7 +183,7 @@ impl WalWriter {
         Ok(())
     }
 
-    async fn append_group(&mut self) -> Result<(), WalError> {
+    async fn append_group(&mut self, through: Timestamp) -> Result<(), WalError> {
         self.rotate_if_due().await?;
         let segment = match self.open.take() {
             Some(segment) => segment,
@@ -210,6 +213,7 @@ impl WalWriter {
             self.clock.now().saturating_duration_since(self.last_sync),
         );
         segment.file.append(Bytes::from(group), durability).await?;
+        self.written_through = through;
         self.metrics.wal_writes.add(1);
         self.metrics.wal_bytes_written.add(group_len);
         self.unsynced_bytes += group_len;
@@ -220,7 +224,7 @@ impl WalWriter {
     }
 
     /// Object stores: the group becomes a whole segment, written with put-if-absent.
-    async fn put_group(&mut self) -> Result<(), WalError> {
+    async fn put_group(&mut self, through: Timestamp) -> Result<(), WalError> {
         let id = self.next_id;
         let header = segment::encode_header(id, self.previous, &self.schema_message);
         let mut group = Vec::new();
@@ -247,10 +251,11 @@ impl WalWriter {
         }
         self.next_id += 1;
         self.previous = Some(SegmentEnd { id, length });
+        self.written_through = through;
         self.metrics.wal_segments_created.add(1);
         self.metrics.wal_writes.add(1);
-        self.metrics.wal_syncs.add(1);
         self.metrics.wal_bytes_written.add(length);
+        self.mark_synced();
         Ok(())
     }
 
@@ -324,6 +329,9 @@ impl WalWriter {
         self.unsynced_bytes = 0;
         self.last_sync = self.clock.now();
         self.metrics.wal_syncs.add(1);
+        self.metrics
+            .wal_synced_timestamp
+            .set(self.written_through.get());
     }
 }
 
@@ -388,3 +396,8 @@ impl Actor for WalWriter {
         self.close_segment().await
     }
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod writer_tests;

@@ -44,9 +44,18 @@ pub fn encode_body(
         ))
     })?;
     let options = ipc_options()?;
-    let (dictionaries, record_batch) = IpcDataGenerator::default().encode(
+    let generator = IpcDataGenerator::default();
+    // Encoding the schema assigns the dictionary ids, in the same order as the segment header's
+    // schema message does, so that this frame's dictionaries decode against it.
+    let mut dictionaries = DictionaryTracker::new(false);
+    let _ = generator.schema_to_bytes_with_dictionary_tracker(
+        &batch.schema(),
+        &mut dictionaries,
+        &options,
+    );
+    let (dictionaries, record_batch) = generator.encode(
         batch,
-        &mut DictionaryTracker::new(false),
+        &mut dictionaries,
         &options,
         &mut IpcWriteContext::default(),
     )?;
@@ -146,8 +155,10 @@ pub fn decode(
 pub fn decoder_for(schema_message: &[u8]) -> Result<StreamDecoder, String> {
     let mut decoder = StreamDecoder::new();
     let mut buffer = Buffer::from(schema_message);
+    // The decoder takes the schema in when the next message arrives; replay has already checked
+    // it with `try_schema_from_ipc_buffer`.
     match decoder.decode(&mut buffer) {
-        Ok(None) if buffer.is_empty() && decoder.schema().is_some() => Ok(decoder),
+        Ok(None) if buffer.is_empty() => Ok(decoder),
         Ok(_) => Err("the segment's schema message is not a schema".to_owned()),
         Err(error) => Err(format!(
             "the segment's schema message does not decode: {error}"

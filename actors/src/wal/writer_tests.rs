@@ -1,0 +1,322 @@
+//! The WAL writer actor: group commit, sync policies, rotation, and one object per group on
+//! storage without durable appends.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use damselfly_runtimes::{
+    Appender, BoxFuture, Durability, FileInfo, MemoryStorage, PutOutcome, Runtime, SmolRuntime,
+    Storage, StorageError,
+};
+
+use super::*;
+use crate::kernel::{Address, Lifecycle, Mailbox, mailbox, spawn_actor};
+use crate::memtable::MemtableMessage;
+use crate::table::TableSchema;
+
+/// Memory storage that reports every append's durability, and can hold synced appends until
+/// released, or pretend it has no durable appends (like an object store).
+#[derive(Debug, Clone)]
+struct ObservedStorage {
+    inner: MemoryStorage,
+    appends: Arc<Mutex<Vec<Durability>>>,
+    /// While set, a synced append reports itself on the first channel and waits on the second.
+    gate: Option<(async_channel::Sender<()>, async_channel::Receiver<()>)>,
+    object_store: bool,
+}
+
+#[derive(Debug)]
+struct ObservedAppender {
+    inner: Box<dyn Appender>,
+    storage: ObservedStorage,
+}
+
+impl Appender for ObservedAppender {
+    fn append(
+        &mut self,
+        data: Bytes,
+        durability: Durability,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.storage
+                .appends
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(durability);
+            if let (Durability::Synced, Some((entered, release))) = (durability, &self.storage.gate)
+            {
+                let _ = entered.send(()).await;
+                let _ = release.recv().await;
+            }
+            self.inner.append(data, durability).await
+        })
+    }
+
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    /// Closing syncs (the `Appender` contract), so it is recorded as a synced append.
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
+        self.storage
+            .appends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Durability::Synced);
+        self.inner.close()
+    }
+}
+
+impl Storage for ObservedStorage {
+    fn location(&self) -> String {
+        "observed memory".to_owned()
+    }
+    fn supports_durable_append(&self) -> bool {
+        !self.object_store
+    }
+    fn create<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Appender>, StorageError>> {
+        Box::pin(async move {
+            let inner = self.inner.create(path).await?;
+            Ok(Box::new(ObservedAppender {
+                inner,
+                storage: self.clone(),
+            }) as Box<dyn Appender>)
+        })
+    }
+    fn put<'a>(&'a self, path: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.put(path, data)
+    }
+    fn put_if_absent<'a>(
+        &'a self,
+        path: &'a str,
+        data: Bytes,
+    ) -> BoxFuture<'a, Result<PutOutcome, StorageError>> {
+        self.inner.put_if_absent(path, data)
+    }
+    fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+        self.inner.read(path)
+    }
+    fn read_range<'a>(
+        &'a self,
+        path: &'a str,
+        range: Range<u64>,
+    ) -> BoxFuture<'a, Result<Bytes, StorageError>> {
+        self.inner.read_range(path, range)
+    }
+    fn size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
+        self.inner.size(path)
+    }
+    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<FileInfo>, StorageError>> {
+        self.inner.list(dir)
+    }
+    fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.delete(path)
+    }
+}
+
+/// The test's side of a gate: it hears when a synced append starts, and releases it.
+struct GateControl {
+    entered: async_channel::Receiver<()>,
+    release: async_channel::Sender<()>,
+}
+
+fn observed(gated: bool, object_store: bool) -> (ObservedStorage, Option<GateControl>) {
+    let (entered_sender, entered) = async_channel::unbounded();
+    let (release, release_receiver) = async_channel::unbounded();
+    let storage = ObservedStorage {
+        inner: MemoryStorage::new(),
+        appends: Arc::default(),
+        gate: gated.then_some((entered_sender, release_receiver)),
+        object_store,
+    };
+    (storage, gated.then_some(GateControl { entered, release }))
+}
+
+fn table() -> TableSchema {
+    let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "id",
+        arrow_schema::DataType::UInt64,
+        false,
+    )]));
+    TableSchema::new(schema, &["id"]).expect("a valid table")
+}
+
+fn body(id: u64) -> Bytes {
+    let table = table();
+    let batch = arrow_array::RecordBatch::try_new(
+        Arc::clone(table.schema()),
+        vec![Arc::new(arrow_array::UInt64Array::from(vec![id]))],
+    )
+    .expect("a valid batch");
+    record::encode_body(&batch, None).expect("encodable")
+}
+
+struct Running {
+    wal: Address<WalMessage>,
+    /// Held so the memtable's notice lane stays open for the writer.
+    _memtable: Address<MemtableMessage>,
+    durable: Mailbox<MemtableMessage>,
+    handle: damselfly_runtimes::JoinHandle<()>,
+    metrics: Arc<EngineMetrics>,
+    lifecycle: Lifecycle,
+}
+
+fn start(storage: &ObservedStorage, options: WalOptions) -> Running {
+    let runtime: Arc<dyn Runtime> = Arc::new(SmolRuntime::new());
+    let lifecycle = Lifecycle::new();
+    let metrics = Arc::new(EngineMetrics::default());
+    let (memtable, durable) = mailbox::<MemtableMessage>("memtable", 16);
+    let writer = WalWriter::new(
+        Arc::new(storage.clone()),
+        Arc::clone(&runtime),
+        options,
+        &table(),
+        None,
+        memtable.notifier(),
+        Arc::clone(&metrics),
+    )
+    .expect("a writer");
+    let (wal, wal_mailbox) = mailbox("wal-writer", 64);
+    let handle = spawn_actor(&runtime, &lifecycle, writer, wal_mailbox);
+    Running {
+        wal,
+        _memtable: memtable,
+        durable,
+        handle,
+        metrics,
+        lifecycle,
+    }
+}
+
+async fn next_durable(durable: &Mailbox<MemtableMessage>) -> u64 {
+    match durable.next(true).await {
+        crate::kernel::Delivery::Message(MemtableMessage::Durable { through }) => through.get(),
+        other => panic!("expected a durable notice, got {other:?}"),
+    }
+}
+
+async fn append(wal: &Address<WalMessage>, timestamp: u64) {
+    wal.tell(WalMessage::Append {
+        timestamp: Timestamp::new(timestamp),
+        body: body(timestamp),
+    })
+    .await
+    .expect("the writer runs");
+}
+
+#[test]
+fn commits_that_arrive_during_a_sync_share_the_next_one() {
+    let (storage, gate) = observed(true, false);
+    let GateControl { entered, release } = gate.expect("gated");
+    let running = start(&storage, WalOptions::default());
+    smol::block_on(async {
+        append(&running.wal, 1).await;
+        entered.recv().await.expect("the first sync starts");
+        // While it is in flight, nine more commits arrive.
+        for timestamp in 2..=10 {
+            append(&running.wal, timestamp).await;
+        }
+        release.send(()).await.expect("release the first sync");
+        assert_eq!(next_durable(&running.durable).await, 1);
+        entered.recv().await.expect("the second sync starts");
+        release.send(()).await.expect("release the second sync");
+        assert_eq!(
+            next_durable(&running.durable).await,
+            10,
+            "one sync for all nine"
+        );
+    });
+    let appends = storage
+        .appends
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert_eq!(appends, [Durability::Synced, Durability::Synced]);
+    assert_eq!(running.metrics.wal_writes.get(), 2);
+    assert_eq!(running.metrics.wal_synced_timestamp.get(), 10);
+    assert!(running.lifecycle.failure().is_none());
+}
+
+#[test]
+fn interval_bytes_syncs_once_enough_is_unsynced() {
+    let (storage, _) = observed(false, false);
+    let options = WalOptions {
+        sync_policy: WalSyncPolicy::IntervalBytes(2_000),
+        ..WalOptions::default()
+    };
+    let running = start(&storage, options);
+    smol::block_on(async {
+        for timestamp in 1..=12 {
+            append(&running.wal, timestamp).await;
+            assert_eq!(next_durable(&running.durable).await, timestamp);
+        }
+        running.wal.close();
+        running.handle.await.expect("a clean stop");
+    });
+    let appends = storage
+        .appends
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let synced = appends
+        .iter()
+        .filter(|&&durability| durability == Durability::Synced)
+        .count();
+    assert!(
+        synced >= 1 && synced < appends.len() - 1,
+        "some buffered, some synced: {appends:?}"
+    );
+    assert_eq!(appends.last(), Some(&Durability::Synced), "closing syncs");
+}
+
+#[test]
+fn segments_rotate_by_size_and_replay_as_one_log() {
+    let (storage, _) = observed(false, false);
+    let options = WalOptions {
+        segment_bytes_max: 1_000,
+        ..WalOptions::default()
+    };
+    let running = start(&storage, options);
+    smol::block_on(async {
+        for timestamp in 1..=20 {
+            append(&running.wal, timestamp).await;
+            next_durable(&running.durable).await;
+        }
+        running.wal.close();
+        running.handle.await.expect("a clean stop");
+    });
+    assert!(running.metrics.wal_segments_created.get() > 2);
+    let summary = smol::block_on(replay::replay(&storage.inner, &table(), |_| Ok(())))
+        .expect("an intact log");
+    assert_eq!((summary.commits, summary.last_timestamp), (20, 20));
+    assert_eq!(summary.segments, running.metrics.wal_segments_created.get());
+}
+
+#[test]
+fn without_durable_appends_every_group_is_its_own_segment() {
+    let (storage, _) = observed(false, true);
+    let running = start(&storage, WalOptions::default());
+    smol::block_on(async {
+        for timestamp in 1..=5 {
+            append(&running.wal, timestamp).await;
+            next_durable(&running.durable).await;
+        }
+        running.wal.close();
+        running.handle.await.expect("a clean stop");
+    });
+    assert!(
+        storage
+            .appends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    );
+    assert_eq!(running.metrics.wal_segments_created.get(), 5);
+    let summary = smol::block_on(replay::replay(&storage.inner, &table(), |_| Ok(())))
+        .expect("an intact log");
+    assert_eq!((summary.commits, summary.segments), (5, 5));
+}

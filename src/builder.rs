@@ -1,0 +1,222 @@
+//! [`DbBuilder`]: a table definition, a place to keep it, and options; `open` recovers or
+//! creates the database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_schema::SchemaRef;
+use damselfly_actors::table::TableSchema;
+use damselfly_actors::wal::{WalOptions, WalSyncPolicy};
+use damselfly_runtimes::{FusioStorage, Runtime, Storage};
+use fusio::DynFs;
+use fusio::fs::FsCas;
+
+use crate::db::Db;
+use crate::error::Error;
+
+/// Where the database keeps its files.
+#[derive(Debug, Clone)]
+pub(crate) enum Location {
+    /// A fresh in-memory store, gone when the database is dropped.
+    Memory,
+    /// A folder on the local disk.
+    Disk(PathBuf),
+    /// A storage the caller supplies (a fusio filesystem, shared memory, ...).
+    Storage(Arc<dyn Storage>),
+}
+
+/// Options of a database, with their defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) wal: WalOptions,
+    pub(crate) memtable_bytes: usize,
+    pub(crate) write_stall_timeout: Duration,
+    pub(crate) mailbox_capacity: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            wal: WalOptions::default(),
+            memtable_bytes: 256 << 20,
+            write_stall_timeout: Duration::from_secs(30),
+            mailbox_capacity: 1024,
+        }
+    }
+}
+
+impl Options {
+    fn validate(&self) -> Result<(), Error> {
+        let positive = |value: u64, name: &str| {
+            if value == 0 {
+                Err(Error::invalid_input(format!(
+                    "{name} must be greater than zero"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        positive(self.memtable_bytes as u64, "memtable_bytes")?;
+        positive(self.wal.segment_bytes_max, "wal_segment_bytes")?;
+        positive(
+            self.wal.segment_age_max.as_nanos() as u64,
+            "wal_segment_age",
+        )?;
+        positive(
+            self.write_stall_timeout.as_nanos() as u64,
+            "write_stall_timeout",
+        )?;
+        positive(self.mailbox_capacity as u64, "mailbox_capacity")?;
+        match self.wal.sync_policy {
+            WalSyncPolicy::IntervalBytes(0) => Err(Error::invalid_input(
+                "WalSyncPolicy::IntervalBytes(0) would sync every commit; use WalSyncPolicy::Always",
+            )),
+            WalSyncPolicy::IntervalTime(interval) if interval.is_zero() => {
+                Err(Error::invalid_input(
+                    "WalSyncPolicy::IntervalTime of zero would sync every commit; use WalSyncPolicy::Always",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Builds a [`Db`]: which table, where, and how.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use arrow_schema::{DataType, Field, Schema};
+/// use damselfly::{DbBuilder, WalSyncPolicy};
+///
+/// # fn main() -> Result<(), damselfly::Error> {
+/// let schema = Arc::new(Schema::new(vec![
+///     Field::new("id", DataType::UInt64, false),
+///     Field::new("name", DataType::Utf8, true),
+/// ]));
+/// let builder = DbBuilder::from_schema_key_name(schema, "id")?
+///     .in_memory()
+///     .wal_sync_policy(WalSyncPolicy::Always)
+///     .memtable_bytes(64 << 20);
+/// # let _ = builder;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct DbBuilder {
+    table: TableSchema,
+    location: Location,
+    options: Options,
+}
+
+impl DbBuilder {
+    /// A table keyed by the single column `key_name`.
+    pub fn from_schema_key_name(schema: SchemaRef, key_name: &str) -> Result<Self, Error> {
+        Self::from_schema_key_names(schema, &[key_name])
+    }
+
+    /// A table keyed by `key_names`, in that order (a composite key).
+    pub fn from_schema_key_names(schema: SchemaRef, key_names: &[&str]) -> Result<Self, Error> {
+        Ok(Self::with_table(TableSchema::new(schema, key_names)?))
+    }
+
+    /// A table whose key columns are marked in the schema's field metadata: `"damselfly.key"`
+    /// set to `"true"` on each key column (key order = column order) or to `"0"`, `"1"`, ...
+    /// (explicit key order).
+    pub fn from_schema(schema: SchemaRef) -> Result<Self, Error> {
+        Ok(Self::with_table(TableSchema::from_key_metadata(schema)?))
+    }
+
+    fn with_table(table: TableSchema) -> Self {
+        Self {
+            table,
+            location: Location::Memory,
+            options: Options::default(),
+        }
+    }
+
+    /// Keeps the database in memory (the default). Its contents are gone when it is dropped.
+    pub fn in_memory(mut self) -> Self {
+        self.location = Location::Memory;
+        self
+    }
+
+    /// Keeps the database in the folder `path` on the local disk, creating it if needed. Opening
+    /// fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) if `path` is a
+    /// file.
+    pub fn on_disk(mut self, path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        if path.as_os_str().is_empty() {
+            return Err(Error::invalid_input(
+                "on_disk needs a folder path, got an empty one",
+            ));
+        }
+        self.location = Location::Disk(path);
+        Ok(self)
+    }
+
+    /// Keeps the database under `root` of a fusio filesystem with conditional put (an object
+    /// store such as S3, or fusio's in-memory filesystem). The write-ahead log then writes one
+    /// object per group commit.
+    pub fn on_fs<F>(self, fs: Arc<F>, root: impl Into<String>) -> Result<Self, Error>
+    where
+        F: DynFs + FsCas + 'static,
+    {
+        let root = root.into();
+        let root = root.trim_matches('/');
+        if root.is_empty() {
+            return Err(Error::invalid_input(
+                "on_fs needs a root folder for the database, got an empty one",
+            ));
+        }
+        Ok(self.on_storage(Arc::new(FusioStorage::new(fs, root))))
+    }
+
+    /// Keeps the database in `storage`, any implementation of the storage port — for example a
+    /// [`MemoryStorage`](crate::storage::MemoryStorage) shared across reopenings in tests, or
+    /// the simulator's storage.
+    pub fn on_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.location = Location::Storage(storage);
+        self
+    }
+
+    /// When the write-ahead log is synced (default [`WalSyncPolicy::Always`]).
+    pub fn wal_sync_policy(mut self, policy: WalSyncPolicy) -> Self {
+        self.options.wal.sync_policy = policy;
+        self
+    }
+
+    /// The size at which a WAL segment is closed and a new one started (default 64 MiB).
+    pub fn wal_segment_bytes(mut self, bytes: u64) -> Self {
+        self.options.wal.segment_bytes_max = bytes;
+        self
+    }
+
+    /// The age at which a WAL segment is closed and a new one started (default 10 minutes).
+    pub fn wal_segment_age(mut self, age: Duration) -> Self {
+        self.options.wal.segment_age_max = age;
+        self
+    }
+
+    /// The memory budget of the memtable, data and index (default 256 MiB). A write that does
+    /// not fit waits for room (see [`DbBuilder::write_stall_timeout`]).
+    pub fn memtable_bytes(mut self, bytes: usize) -> Self {
+        self.options.memtable_bytes = bytes;
+        self
+    }
+
+    /// How long a write waits for memtable room before it fails with
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) (default 30 seconds).
+    pub fn write_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.options.write_stall_timeout = timeout;
+        self
+    }
+
+    /// Opens the database on `runtime`: creates it if the location is empty, otherwise checks
+    /// the stored table definition and recovers every durable commit from the write-ahead log.
+    pub async fn open(self, runtime: impl Runtime) -> Result<Db, Error> {
+        self.options.validate()?;
+        let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+        crate::open::open(self.table, self.location, self.options, runtime).await
+    }
+}

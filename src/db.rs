@@ -1,0 +1,213 @@
+//! [`Db`]: the handle applications hold. Cheap to clone; every clone is the same database.
+//!
+//! A write is checked and encoded on the caller's task (schema, keys, WAL record), admitted by
+//! the memtable memory budget, then ordered by the memtable actor, which answers with the commit
+//! timestamp once the commit is durable and visible. Reads take a snapshot of the published read
+//! view and never wait for writers.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow_array::RecordBatch;
+use damselfly_actors::Timestamp;
+use damselfly_actors::kernel::{Address, Lifecycle, Unavailable};
+use damselfly_actors::memtable::{MemtableMessage, PreparedWrite, Visibility, WriteBudget};
+use damselfly_actors::metrics::EngineMetrics;
+use damselfly_actors::table::TableSchema;
+use damselfly_runtimes::{JoinHandle, Runtime, Storage};
+use futures_lite::FutureExt;
+
+use crate::builder::Options;
+use crate::error::{Error, ErrorKind};
+use crate::metrics::Metrics;
+use crate::scan::Scan;
+use crate::snapshot::Snapshot;
+use crate::value::Key;
+
+/// An open database. Clone it to share it between tasks; [`Db::close`] closes it for all clones.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+/// The state shared by every clone of a [`Db`].
+pub(crate) struct DbInner {
+    pub(crate) table: Arc<TableSchema>,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) memtable: Address<MemtableMessage>,
+    pub(crate) visibility: Arc<Visibility>,
+    pub(crate) budget: Arc<WriteBudget>,
+    pub(crate) metrics: Arc<EngineMetrics>,
+    pub(crate) options: Options,
+    /// The actors' tasks, in shutdown order; taken by the first `close`.
+    pub(crate) actors: Mutex<Vec<JoinHandle<()>>>,
+    /// One token: holding it is the right to run `close`.
+    pub(crate) close_token: (async_channel::Sender<()>, async_channel::Receiver<()>),
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Db")
+            .field("location", &self.inner.storage.location())
+            .field("schema", self.inner.table.schema())
+            .field("key", &self.inner.table.key_names())
+            .field("state", &self.inner.lifecycle)
+            .finish()
+    }
+}
+
+impl DbInner {
+    /// `Ok` while the database accepts work.
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        Ok(self.lifecycle.check()?)
+    }
+
+    /// The error for a request an actor dropped: the failure that stopped it, or "closed".
+    pub(crate) fn unavailable(&self) -> Error {
+        self.lifecycle.unavailable().into()
+    }
+}
+
+impl Db {
+    pub(crate) fn from_inner(inner: DbInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Upserts every row of `batch` in one atomic commit and returns its timestamp once it is
+    /// durable (as the WAL sync policy promises) and visible to reads.
+    ///
+    /// The batch must have the table's columns (in any order) and types, and no null key. If
+    /// several rows share a key, the last one wins. An empty batch commits nothing and returns
+    /// the newest visible timestamp.
+    pub async fn ingest(&self, batch: RecordBatch) -> Result<Timestamp, Error> {
+        self.commit(&batch, None).await
+    }
+
+    /// Like [`Db::ingest`], but a row whose flag in `tombstones` is `true` deletes its key
+    /// instead of upserting it (its other columns are ignored). `tombstones` has one flag per
+    /// row.
+    pub async fn ingest_with_tombstones(
+        &self,
+        batch: RecordBatch,
+        tombstones: Vec<bool>,
+    ) -> Result<Timestamp, Error> {
+        self.commit(&batch, Some(&tombstones)).await
+    }
+
+    async fn commit(
+        &self,
+        batch: &RecordBatch,
+        deletes: Option<&[bool]>,
+    ) -> Result<Timestamp, Error> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let write = PreparedWrite::for_commit(&inner.table, batch, deletes)?;
+        if write.num_rows() == 0 {
+            return Ok(inner.visibility.watermark());
+        }
+        self.admit(write.memory_bytes).await?;
+        inner
+            .memtable
+            .ask(|reply| MemtableMessage::Commit { write, reply })
+            .await
+            .map_err(|_| inner.unavailable())
+    }
+
+    /// Waits until the memtable budget has room for `bytes`, up to the stall timeout.
+    async fn admit(&self, bytes: usize) -> Result<(), Error> {
+        let inner = &self.inner;
+        if inner.budget.try_reserve(bytes) {
+            return Ok(());
+        }
+        inner.metrics.write_stalls.add(1);
+        // Memtable memory is given back when memtables are flushed to SSTs; until then a full
+        // budget stays full, so the wait can only end in the timeout or a failure.
+        let failed = async {
+            inner.lifecycle.failed().await;
+            true
+        };
+        let timed_out = async {
+            inner.runtime.sleep(inner.options.write_stall_timeout).await;
+            false
+        };
+        if failed.or(timed_out).await {
+            return Err(inner.unavailable());
+        }
+        if inner.budget.try_reserve(bytes) {
+            return Ok(());
+        }
+        inner.metrics.write_stall_timeouts.add(1);
+        Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the memtable is full ({} of {} bytes in use) and no room was freed within {:?}; \
+                 this write of {bytes} bytes was not applied. Raise memtable_bytes or \
+                 write_stall_timeout, or write less at a time.",
+                inner.budget.used(),
+                inner.budget.limit(),
+                inner.options.write_stall_timeout,
+            ),
+        ))
+    }
+
+    /// The newest version of the row with `key`, as a one-row batch, or `None` if there is no
+    /// such row (or it was deleted).
+    pub async fn get(&self, key: impl Into<Key>) -> Result<Option<RecordBatch>, Error> {
+        self.begin_snapshot().await?.get(key).await
+    }
+
+    /// A scan of the newest visible rows, in ascending key order; configure it, then `collect`
+    /// or `stream` it. The scan reads the snapshot taken when it starts.
+    pub fn scan(&self) -> Scan {
+        Scan::of_db(self.clone())
+    }
+
+    /// A snapshot: reads through it see exactly the commits visible now, however many commits
+    /// follow, for as long as it is held.
+    pub async fn begin_snapshot(&self) -> Result<Snapshot, Error> {
+        self.inner.check_open()?;
+        let (view, timestamp) = self.inner.visibility.snapshot();
+        Ok(Snapshot::new(Arc::clone(&self.inner), view, timestamp))
+    }
+
+    /// The database's counters and gauges. Cheap: a few atomic reads.
+    pub fn metrics(&self) -> Metrics {
+        Metrics::read(&self.inner)
+    }
+
+    /// Closes the database: refuses new work, lets every accepted commit finish, syncs and
+    /// closes the write-ahead log, and stops the actors. Later calls on any clone fail with
+    /// [`ErrorKind::Closed`]. Closing a closed database does nothing; if the database had
+    /// failed, `close` returns the failure.
+    pub async fn close(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        // Only one closer at a time; a second one waits for the first, then finds it closed.
+        let token = inner.close_token.1.recv().await;
+        let result = self.close_once().await;
+        if token.is_ok() {
+            let _ = inner.close_token.0.try_send(());
+        }
+        result
+    }
+
+    async fn close_once(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        if inner.lifecycle.begin_close() {
+            inner.memtable.close();
+            let actors =
+                std::mem::take(&mut *inner.actors.lock().unwrap_or_else(PoisonError::into_inner));
+            for actor in actors {
+                actor.await?;
+            }
+            inner.lifecycle.finish_close();
+        }
+        match inner.lifecycle.failure() {
+            Some(failure) => Err(Unavailable::Failed(failure).into()),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! [`Metrics`]: a snapshot of the database's counters and gauges.
+
+use damselfly_actors::Timestamp;
+
+use crate::db::DbInner;
+
+/// Counters (since the database was opened) and gauges (now). Reading them is a few atomic loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Commits acknowledged.
+    pub commits: u64,
+    /// Rows in acknowledged commits.
+    pub rows_committed: u64,
+    /// The newest commit timestamp visible to reads.
+    pub visible_timestamp: Timestamp,
+    /// The newest commit this instance has synced to stable storage: every commit up to it
+    /// survives a power loss. Under `WalSyncPolicy::Always` it keeps up with
+    /// `visible_timestamp`; under the interval policies it trails it. It starts at zero when the
+    /// database is opened (the log a crashed instance left behind may not have been synced).
+    pub durable_timestamp: Timestamp,
+    /// Bytes written to the write-ahead log.
+    pub wal_bytes_written: u64,
+    /// Group writes to the write-ahead log (each carries one or more commits).
+    pub wal_writes: u64,
+    /// Syncs of the write-ahead log to stable storage.
+    pub wal_syncs: u64,
+    /// Write-ahead log segments created.
+    pub wal_segments_created: u64,
+    /// Memory the memtable uses (data and index), in bytes.
+    pub memtable_bytes: u64,
+    /// The memtable's memory budget, in bytes.
+    pub memtable_budget_bytes: u64,
+    /// Distinct keys in the memtable.
+    pub memtable_keys: u64,
+    /// Writes that had to wait for memtable memory.
+    pub write_stalls: u64,
+    /// Writes that gave up waiting for memtable memory.
+    pub write_stall_timeouts: u64,
+    /// Commit requests waiting in the memtable actor's mailbox.
+    pub memtable_queue_depth: u64,
+    /// Commits replayed from the write-ahead log when the database was opened.
+    pub replayed_commits: u64,
+    /// Rows replayed from the write-ahead log when the database was opened.
+    pub replayed_rows: u64,
+}
+
+impl Metrics {
+    pub(crate) fn read(db: &DbInner) -> Self {
+        let counters = &db.metrics;
+        let (view, visible_timestamp) = db.visibility.snapshot();
+        Self {
+            commits: counters.commits.get(),
+            rows_committed: counters.rows_committed.get(),
+            visible_timestamp,
+            durable_timestamp: Timestamp::new(counters.wal_synced_timestamp.get()),
+            wal_bytes_written: counters.wal_bytes_written.get(),
+            wal_writes: counters.wal_writes.get(),
+            wal_syncs: counters.wal_syncs.get(),
+            wal_segments_created: counters.wal_segments_created.get(),
+            memtable_bytes: db.budget.used() as u64,
+            memtable_budget_bytes: db.budget.limit() as u64,
+            memtable_keys: view.memtable.key_count() as u64,
+            write_stalls: counters.write_stalls.get(),
+            write_stall_timeouts: counters.write_stall_timeouts.get(),
+            memtable_queue_depth: db.memtable.queued() as u64,
+            replayed_commits: counters.replayed_commits.get(),
+            replayed_rows: counters.replayed_rows.get(),
+        }
+    }
+}

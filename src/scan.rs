@@ -1,0 +1,333 @@
+//! Scans: the newest visible version of every key, in key order, filtered and projected.
+//!
+//! Correctness first: for each key the scan picks the newest version at or before the snapshot
+//! timestamp, drops it if it is a delete, and only then evaluates the filter — so an older
+//! version of a key can never stand in for a newer one that fails the filter (DESIGN.md
+//! invariant 3). Then: only the columns the filter and the projection need are gathered (with
+//! arrow's `interleave`, a chunk at a time), and small filtered results are coalesced into
+//! batches of `batch_rows`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_schema::{Schema, SchemaRef};
+use arrow_select::coalesce::BatchCoalescer;
+use arrow_select::interleave::interleave;
+use damselfly_actors::table::KeyBytes;
+use futures_lite::Stream;
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::expr::{Expr, Predicate};
+use crate::snapshot::Snapshot;
+
+/// Rows per output batch unless [`Scan::batch_rows`] says otherwise.
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
+
+/// A scan being configured. Nothing is read until [`Scan::collect`] or [`Scan::stream`].
+#[derive(Debug)]
+#[must_use = "a scan does nothing until collected or streamed"]
+pub struct Scan {
+    source: Source,
+    filter: Option<Expr>,
+    projection: Option<Vec<String>>,
+    limit: Option<usize>,
+    batch_rows: usize,
+}
+
+#[derive(Debug)]
+enum Source {
+    /// Read the database as of the moment the scan starts.
+    Db(Db),
+    /// Read a snapshot.
+    Snapshot(Snapshot),
+}
+
+impl Scan {
+    pub(crate) fn of_db(db: Db) -> Self {
+        Self::new(Source::Db(db))
+    }
+
+    pub(crate) fn of_snapshot(snapshot: Snapshot) -> Self {
+        Self::new(Source::Snapshot(snapshot))
+    }
+
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            filter: None,
+            projection: None,
+            limit: None,
+            batch_rows: DEFAULT_BATCH_ROWS,
+        }
+    }
+
+    /// Keeps only rows for which `predicate` is true (a null result drops the row). Calling
+    /// `filter` again adds a condition: both must hold.
+    pub fn filter(mut self, predicate: Expr) -> Self {
+        self.filter = Some(match self.filter.take() {
+            Some(existing) => existing.and(predicate),
+            None => predicate,
+        });
+        self
+    }
+
+    /// Returns only these columns, in this order: `.projection(&["id", "score"])`.
+    pub fn projection(mut self, columns: &[impl AsRef<str>]) -> Self {
+        self.projection = Some(
+            columns
+                .iter()
+                .map(|column| column.as_ref().to_owned())
+                .collect(),
+        );
+        self
+    }
+
+    /// Returns at most `rows` rows (the first ones in key order).
+    pub fn limit(mut self, rows: usize) -> Self {
+        self.limit = Some(rows);
+        self
+    }
+
+    /// Returns batches of at most `rows` rows (default 8192).
+    pub fn batch_rows(mut self, rows: usize) -> Self {
+        self.batch_rows = rows;
+        self
+    }
+
+    /// Runs the scan and returns every batch.
+    pub async fn collect(self) -> Result<Vec<RecordBatch>, Error> {
+        let mut cursor = self.start().await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = cursor.next_batch().await? {
+            batches.push(batch);
+        }
+        Ok(batches)
+    }
+
+    /// Runs the scan as a stream of batches.
+    pub async fn stream(self) -> Result<ScanStream, Error> {
+        let cursor = self.start().await?;
+        let stream = futures_lite::stream::unfold(Some(cursor), |cursor| async move {
+            let mut cursor = cursor?;
+            match cursor.next_batch().await {
+                Ok(Some(batch)) => Some((Ok(batch), Some(cursor))),
+                Ok(None) => None,
+                // Nothing follows an error.
+                Err(error) => Some((Err(error), None)),
+            }
+        });
+        Ok(ScanStream {
+            inner: Box::pin(stream),
+        })
+    }
+
+    async fn start(self) -> Result<Cursor, Error> {
+        let snapshot = match self.source {
+            Source::Db(db) => db.begin_snapshot().await?,
+            Source::Snapshot(snapshot) => {
+                snapshot.db.check_open()?;
+                snapshot
+            }
+        };
+        if self.batch_rows == 0 {
+            return Err(Error::invalid_input("batch_rows must be greater than zero"));
+        }
+        let plan = Plan::new(
+            snapshot.db.table.schema(),
+            self.filter.as_ref(),
+            self.projection.as_deref(),
+        )?;
+        let target_rows = self.batch_rows.min(self.limit.unwrap_or(usize::MAX)).max(1);
+        Ok(Cursor {
+            coalescer: BatchCoalescer::new(Arc::clone(&plan.output_schema), target_rows),
+            snapshot,
+            plan,
+            after: None,
+            remaining: self.limit,
+            chunk_rows: self.batch_rows,
+            exhausted: false,
+        })
+    }
+}
+
+/// The batches of a running scan. `Send`, `'static` and `Unpin`: hold it across awaits, move it
+/// between tasks.
+pub struct ScanStream {
+    inner: Pin<Box<dyn Stream<Item = Result<RecordBatch, Error>> + Send>>,
+}
+
+impl std::fmt::Debug for ScanStream {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ScanStream")
+    }
+}
+
+impl Stream for ScanStream {
+    type Item = Result<RecordBatch, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(context)
+    }
+}
+
+/// Which columns a scan reads and returns.
+#[derive(Debug)]
+struct Plan {
+    /// The columns read from the table: the projection's and the filter's, in table order.
+    gathered: Vec<usize>,
+    gathered_schema: SchemaRef,
+    predicate: Option<Predicate>,
+    /// Positions in `gathered` of the output columns, in output order.
+    output: Vec<usize>,
+    output_schema: SchemaRef,
+}
+
+impl Plan {
+    fn new(
+        table: &SchemaRef,
+        filter: Option<&Expr>,
+        projection: Option<&[String]>,
+    ) -> Result<Self, Error> {
+        let predicate = filter.map(|filter| filter.bind(table)).transpose()?;
+        let output_columns: Vec<usize> = match projection {
+            None => (0..table.fields().len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| column_index(table, name))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut gathered = output_columns.clone();
+        if let Some(predicate) = &predicate {
+            for name in predicate.columns() {
+                gathered.push(column_index(table, &name)?);
+            }
+        }
+        gathered.sort_unstable();
+        gathered.dedup();
+        let output = output_columns
+            .iter()
+            .map(|column| gathered.binary_search(column).unwrap_or_default())
+            .collect();
+        Ok(Self {
+            gathered_schema: Arc::new(table.project(&gathered)?),
+            output_schema: Arc::new(table.project(&output_columns)?),
+            gathered,
+            predicate,
+            output,
+        })
+    }
+}
+
+fn column_index(schema: &Schema, name: &str) -> Result<usize, Error> {
+    schema.index_of(name).map_err(|_| {
+        let columns: Vec<&str> = schema
+            .fields()
+            .iter()
+            .map(|field| field.name().as_str())
+            .collect();
+        Error::invalid_input(format!(
+            "the table has no column {name:?} (columns: {})",
+            columns.join(", ")
+        ))
+    })
+}
+
+/// A running scan: a position in key order and the rows waiting to fill a batch.
+struct Cursor {
+    snapshot: Snapshot,
+    plan: Plan,
+    coalescer: BatchCoalescer,
+    /// The last key read; the next chunk starts after it.
+    after: Option<KeyBytes>,
+    /// Rows still to return, when limited.
+    remaining: Option<usize>,
+    chunk_rows: usize,
+    /// Every row has been read into the coalescer.
+    exhausted: bool,
+}
+
+impl Cursor {
+    /// The next output batch, or `None` when the scan is complete. Yields to the executor after
+    /// every chunk, so a selective filter over many rows does not hold a thread.
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>, Error> {
+        loop {
+            if self.remaining == Some(0) {
+                return Ok(None);
+            }
+            if let Some(batch) = self.coalescer.next_completed_batch() {
+                return Ok(Some(self.take_limited(batch)));
+            }
+            if self.exhausted {
+                return Ok(None);
+            }
+            self.read_chunk()?;
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    fn take_limited(&mut self, batch: RecordBatch) -> RecordBatch {
+        match &mut self.remaining {
+            Some(remaining) => {
+                let rows = batch.num_rows().min(*remaining);
+                *remaining -= rows;
+                batch.slice(0, rows)
+            }
+            None => batch,
+        }
+    }
+
+    /// Reads the next chunk of keys into the coalescer (or finishes it at the end).
+    fn read_chunk(&mut self) -> Result<(), Error> {
+        let chunk = self.snapshot.view.memtable.scan_chunk(
+            self.after.as_ref().map(KeyBytes::as_bytes),
+            self.snapshot.timestamp(),
+            self.chunk_rows,
+        );
+        let Some(last) = chunk.keys.last() else {
+            self.exhausted = true;
+            self.coalescer.finish_buffered_batch()?;
+            return Ok(());
+        };
+        self.after = Some(last.clone());
+        let live: Vec<(usize, usize)> = chunk
+            .rows
+            .iter()
+            .filter(|(_, _, deleted)| !deleted)
+            .map(|&(batch, row, _)| (batch, row))
+            .collect();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let columns = self
+            .plan
+            .gathered
+            .iter()
+            .map(|&column| {
+                let arrays: Vec<&dyn arrow_array::Array> = chunk
+                    .batches
+                    .iter()
+                    .map(|batch| batch.column(column).as_ref())
+                    .collect();
+                interleave(&arrays, &live)
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(live.len()));
+        let gathered = RecordBatch::try_new_with_options(
+            Arc::clone(&self.plan.gathered_schema),
+            columns,
+            &options,
+        )?;
+        let output = gathered.project(&self.plan.output)?;
+        match &self.plan.predicate {
+            Some(predicate) => {
+                let mask = predicate.evaluate(&gathered)?;
+                self.coalescer.push_batch_with_filter(output, &mask)?;
+            }
+            None => self.coalescer.push_batch(output)?,
+        }
+        Ok(())
+    }
+}

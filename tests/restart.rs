@@ -1,0 +1,98 @@
+//! Every acknowledged write is there after a restart: after `close`, after dropping the handle
+//! without closing, after a power loss (with the default `Always` policy), and after several
+//! restarts in a row, each of which continues the log.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use damselfly::storage::MemoryStorage;
+
+runtime_test!(
+    async fn close_then_reopen_on_disk(runtime) {
+        let folder = temp_dir();
+        let db = events_builder().on_disk(folder.path())?.open(runtime.clone()).await?;
+        db.ingest(events(&[1, 2, 3], 0)).await?;
+        db.ingest(events(&[2], 5)).await?;
+        db.ingest_with_tombstones(events(&[3], 0), vec![true]).await?;
+        db.close().await?;
+
+        let db = events_builder().on_disk(folder.path())?.open(runtime).await?;
+        assert_eq!(ids_and_scores(&db).await?, [(1, 10), (2, 25)]);
+        assert_eq!(db.metrics().replayed_commits, 3);
+        db.close().await
+    }
+);
+
+runtime_test!(
+    async fn drop_without_close_then_reopen_on_disk(runtime) {
+        let folder = temp_dir();
+        let db = events_builder().on_disk(folder.path())?.open(runtime.clone()).await?;
+        for round in 0..10 {
+            db.ingest(events(&[round], round as i64)).await?;
+        }
+        drop(db);
+
+        let db = events_builder().on_disk(folder.path())?.open(runtime).await?;
+        let expected: Vec<(u64, i64)> = (0..10).map(|id| (id, id as i64 * 11)).collect();
+        assert_eq!(ids_and_scores(&db).await?, expected);
+        db.close().await
+    }
+);
+
+runtime_test!(
+    async fn acknowledged_writes_survive_power_loss(runtime) {
+        let storage = MemoryStorage::new();
+        let db = events_builder()
+            .on_storage(Arc::new(storage.clone()))
+            .open(runtime.clone())
+            .await?;
+        for round in 0..20 {
+            db.ingest(events(&[round % 7], round as i64)).await?;
+        }
+        let before = ids_and_scores(&db).await?;
+        // The machine loses power: whatever was not synced is gone, and the old instance can
+        // write nothing more.
+        storage.simulate_power_loss();
+        drop(db);
+
+        let db = events_builder()
+            .on_storage(Arc::new(storage.clone()))
+            .open(runtime)
+            .await?;
+        assert_eq!(ids_and_scores(&db).await?, before);
+        db.close().await
+    }
+);
+
+runtime_test!(
+    async fn restarts_continue_the_log(runtime) {
+        let storage: Arc<MemoryStorage> = Arc::new(MemoryStorage::new());
+        let mut expected = Vec::new();
+        let mut last_timestamp = damselfly::Timestamp::ZERO;
+        for generation in 0..4u64 {
+            let db = events_builder()
+                .on_storage(storage.clone())
+                .wal_segment_bytes(2048)
+                .open(runtime.clone())
+                .await?;
+            assert_eq!(ids_and_scores(&db).await?, expected, "generation {generation}");
+            for id in generation * 3..generation * 3 + 3 {
+                let timestamp = db.ingest(events(&[id], 0)).await?;
+                assert!(timestamp > last_timestamp, "the clock resumes above the log");
+                last_timestamp = timestamp;
+                expected.push((id, id as i64 * 10));
+            }
+            if generation % 2 == 0 {
+                db.close().await?;
+            } else {
+                drop(db);
+            }
+        }
+        let db = events_builder().on_storage(storage).open(runtime).await?;
+        assert_eq!(ids_and_scores(&db).await?, expected);
+        assert!(db.metrics().replayed_commits == 12);
+        db.close().await
+    }
+);

@@ -1,0 +1,97 @@
+//! What each WAL sync policy promises. A process crash never loses an acknowledged commit; a
+//! power loss loses none under `Always`, and under the interval policies loses at most a suffix
+//! of whole commits — never a part of one, never one before a survivor.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use damselfly::WalSyncPolicy;
+use damselfly::runtime::Runtime;
+use damselfly::storage::MemoryStorage;
+
+const POLICIES: [WalSyncPolicy; 4] = [
+    WalSyncPolicy::Always,
+    WalSyncPolicy::IntervalBytes(4096),
+    WalSyncPolicy::IntervalTime(Duration::from_secs(3600)),
+    WalSyncPolicy::Never,
+];
+
+/// Commits one key per commit (key = commit number) and returns the acknowledged keys.
+async fn write_commits(db: &damselfly::Db, count: u64) -> Result<Vec<u64>, damselfly::Error> {
+    for key in 0..count {
+        db.ingest(events(&[key], 0)).await?;
+    }
+    Ok((0..count).collect())
+}
+
+runtime_test!(
+    async fn a_process_crash_loses_nothing_acknowledged(runtime) {
+        for policy in POLICIES {
+            let storage = MemoryStorage::new();
+            let db = events_builder()
+                .on_storage(Arc::new(storage.clone()))
+                .wal_sync_policy(policy)
+                .open(runtime.clone())
+                .await?;
+            let acknowledged = write_commits(&db, 30).await?;
+            drop(db); // the process dies; the OS keeps what was written
+
+            let db = events_builder().on_storage(Arc::new(storage)).open(runtime.clone()).await?;
+            let batches = db.scan().collect().await?;
+            assert_eq!(u64_column(&batches, "id"), acknowledged, "{policy:?}");
+            db.close().await?;
+        }
+        Ok(())
+    }
+);
+
+runtime_test!(
+    async fn a_power_loss_keeps_a_prefix_of_whole_commits(runtime) {
+        for policy in POLICIES {
+            let storage = MemoryStorage::new();
+            let db = events_builder()
+                .on_storage(Arc::new(storage.clone()))
+                .wal_sync_policy(policy)
+                .open(runtime.clone())
+                .await?;
+            let acknowledged = write_commits(&db, 30).await?;
+            storage.simulate_power_loss();
+            drop(db);
+
+            let db = events_builder().on_storage(Arc::new(storage)).open(runtime.clone()).await?;
+            let survivors = u64_column(&db.scan().collect().await?, "id");
+            assert_eq!(survivors, acknowledged[..survivors.len()], "{policy:?}: a prefix");
+            if policy == WalSyncPolicy::Always {
+                assert_eq!(survivors, acknowledged, "Always loses nothing acknowledged");
+            }
+            db.close().await?;
+        }
+        Ok(())
+    }
+);
+
+runtime_test!(
+    async fn interval_time_syncs_on_its_own(runtime) {
+        let storage = MemoryStorage::new();
+        let interval = Duration::from_millis(20);
+        let db = events_builder()
+            .on_storage(Arc::new(storage.clone()))
+            .wal_sync_policy(WalSyncPolicy::IntervalTime(interval))
+            .open(runtime.clone())
+            .await?;
+        db.ingest(events(&[0], 0)).await?;
+        let last = db.ingest(events(&[1, 2], 0)).await?;
+        // Without further writes, the WAL syncs by itself within the interval.
+        while db.metrics().durable_timestamp < last {
+            runtime.sleep(interval / 4).await;
+        }
+        storage.simulate_power_loss();
+        drop(db);
+        let db = events_builder().on_storage(Arc::new(storage)).open(runtime).await?;
+        assert_eq!(u64_column(&db.scan().collect().await?, "id"), [0, 1, 2]);
+        db.close().await
+    }
+);
