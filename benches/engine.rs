@@ -15,7 +15,8 @@
 //!   committers: commits/s and latency percentiles.
 //!
 //! Every workload runs in a fresh process (the driver re-runs this binary), so each reports its
-//! own peak RSS.
+//! own peak RSS. Both runtimes get one worker thread per core (`SMOL_THREADS` is set for smol,
+//! whose global executor otherwise runs a single thread).
 
 // A benchmark measures wall time and manages its own files and threads.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -104,8 +105,12 @@ fn drive() {
             &["tokio", "smol"]
         };
         for runtime in runtimes {
+            // smol's global executor runs one thread unless told otherwise; give it as many as
+            // tokio's default, one per core, so both runtimes use the whole machine.
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let output = Command::new(&exe)
                 .args([workload, runtime])
+                .env("SMOL_THREADS", cores.to_string())
                 .output()
                 .expect("the benchmark can run itself");
             if !output.status.success() {
@@ -203,8 +208,8 @@ async fn engine_workload(
     let report = match workload {
         "ingest" => ingest(&db, &runtime, 1).await,
         "ingest-4" => ingest(&db, &runtime, 4).await,
-        "commit-1" => commits(&db, &runtime, 1, 4000).await,
-        "commit-64" => commits(&db, &runtime, 64, 250).await,
+        "commit-1" => commits(&db, &runtime, 1, 10_000).await,
+        "commit-64" => commits(&db, &runtime, 64, 1_000).await,
         _ => panic!("unknown workload {workload}"),
     };
     db.close().await.expect("a clean close");

@@ -38,7 +38,12 @@ pub(crate) async fn open(
         let write = PreparedWrite::replayed(&table, commit.batch, commit.deletes)
             .map_err(|error| error.to_string())?;
         budget.force_reserve(write.memory_bytes);
-        memtable.insert(Timestamp::new(commit.timestamp), &write);
+        memtable.insert(
+            Timestamp::new(commit.timestamp),
+            write.batch,
+            write.keys,
+            write.deletes.as_ref(),
+        );
         Ok(())
     })
     .await?;

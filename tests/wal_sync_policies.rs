@@ -19,24 +19,29 @@ const POLICIES: [WalSyncPolicy; 4] = [
     WalSyncPolicy::Never,
 ];
 
-/// Commits one key per commit (key = commit number) and returns the acknowledged keys.
-async fn write_commits(db: &damselfly::Db, count: u64) -> Result<Vec<u64>, damselfly::Error> {
-    for key in 0..count {
+/// Opens a database on `storage` with `policy` and commits 30 times, one key per commit (key =
+/// commit number); returns the database and the acknowledged keys.
+async fn write_commits(
+    storage: &MemoryStorage,
+    policy: WalSyncPolicy,
+    runtime: &Rt,
+) -> Result<(damselfly::Db, Vec<u64>), damselfly::Error> {
+    let db = events_builder()
+        .on_storage(Arc::new(storage.clone()))
+        .wal_sync_policy(policy)
+        .open(runtime.clone())
+        .await?;
+    for key in 0..30 {
         db.ingest(events(&[key], 0)).await?;
     }
-    Ok((0..count).collect())
+    Ok((db, (0..30).collect()))
 }
 
 runtime_test!(
     async fn a_process_crash_loses_nothing_acknowledged(runtime) {
         for policy in POLICIES {
             let storage = MemoryStorage::new();
-            let db = events_builder()
-                .on_storage(Arc::new(storage.clone()))
-                .wal_sync_policy(policy)
-                .open(runtime.clone())
-                .await?;
-            let acknowledged = write_commits(&db, 30).await?;
+            let (db, acknowledged) = write_commits(&storage, policy, &runtime).await?;
             drop(db); // the process dies; the OS keeps what was written
 
             let db = events_builder().on_storage(Arc::new(storage)).open(runtime.clone()).await?;
@@ -52,12 +57,7 @@ runtime_test!(
     async fn a_power_loss_keeps_a_prefix_of_whole_commits(runtime) {
         for policy in POLICIES {
             let storage = MemoryStorage::new();
-            let db = events_builder()
-                .on_storage(Arc::new(storage.clone()))
-                .wal_sync_policy(policy)
-                .open(runtime.clone())
-                .await?;
-            let acknowledged = write_commits(&db, 30).await?;
+            let (db, acknowledged) = write_commits(&storage, policy, &runtime).await?;
             storage.simulate_power_loss();
             drop(db);
 

@@ -21,8 +21,8 @@ pub use runtime::{
 #[cfg(feature = "smol")]
 pub use smol_runtime::SmolRuntime;
 pub use storage::{
-    Appender, Durability, FileInfo, FusioStorage, LocalDiskStorage, MemoryStorage, PutOutcome,
-    Storage, StorageError, StorageErrorKind,
+    Appender, Durability, FileInfo, FusioStorage, HookedStorage, LocalDiskStorage, MemoryStorage,
+    PutOutcome, Storage, StorageCall, StorageError, StorageErrorKind, StorageHook,
 };
 #[cfg(feature = "tokio")]
 pub use tokio_runtime::TokioRuntime;

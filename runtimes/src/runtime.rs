@@ -286,3 +286,32 @@ impl SeededRandom {
         rng.u64(..)
     }
 }
+
+/// The clocks and random source of a runtime on a real machine: a monotonic clock measured from
+/// when the runtime handle was made, the system wall clock, and a seeded random source.
+#[derive(Debug)]
+pub(crate) struct SystemClocks {
+    origin: std::time::Instant,
+    random: SeededRandom,
+}
+
+impl SystemClocks {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            random: SeededRandom::with_seed(seed),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_origin(self.origin.elapsed())
+    }
+
+    pub(crate) fn wall_clock(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    pub(crate) fn random_u64(&self) -> u64 {
+        self.random.next_u64()
+    }
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::runtime::{BlockingJob, BoxFuture, Instant, Runtime, SeededRandom};
+use crate::runtime::{BlockingJob, BoxFuture, Instant, Runtime, SystemClocks};
 
 /// Runs damselfly on smol. Tasks go to smol's global executor (or to an executor you pass to
 /// [`SmolRuntime::with_executor`]), blocking jobs to the `blocking` thread pool, and sleeps use
@@ -15,8 +15,7 @@ pub struct SmolRuntime {
 
 struct Inner {
     executor: Option<Arc<smol::Executor<'static>>>,
-    origin: std::time::Instant,
-    random: SeededRandom,
+    clocks: SystemClocks,
 }
 
 impl std::fmt::Debug for Inner {
@@ -55,8 +54,7 @@ impl SmolRuntime {
         Self {
             inner: Arc::new(Inner {
                 executor,
-                origin: std::time::Instant::now(),
-                random: SeededRandom::with_seed(seed),
+                clocks: SystemClocks::new(seed),
             }),
         }
     }
@@ -81,14 +79,14 @@ impl Runtime for SmolRuntime {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_origin(self.inner.origin.elapsed())
+        self.inner.clocks.now()
     }
 
     fn wall_clock(&self) -> SystemTime {
-        SystemTime::now()
+        self.inner.clocks.wall_clock()
     }
 
     fn random_u64(&self) -> u64 {
-        self.inner.random.next_u64()
+        self.inner.clocks.random_u64()
     }
 }

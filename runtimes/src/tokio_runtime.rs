@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::runtime::{BlockingJob, BoxFuture, Instant, Runtime, SeededRandom};
+use crate::runtime::{BlockingJob, BoxFuture, Instant, Runtime, SystemClocks};
 
 /// Runs damselfly on tokio. Tasks go to the runtime's workers, blocking jobs to its blocking
 /// pool, and sleeps use its timer (build the runtime with `enable_time()` or `enable_all()`).
@@ -17,8 +17,7 @@ pub struct TokioRuntime {
 #[derive(Debug)]
 struct Inner {
     handle: tokio::runtime::Handle,
-    origin: std::time::Instant,
-    random: SeededRandom,
+    clocks: SystemClocks,
 }
 
 impl TokioRuntime {
@@ -56,8 +55,7 @@ impl TokioRuntime {
         Self {
             inner: Arc::new(Inner {
                 handle,
-                origin: std::time::Instant::now(),
-                random: SeededRandom::with_seed(seed),
+                clocks: SystemClocks::new(seed),
             }),
         }
     }
@@ -78,14 +76,14 @@ impl Runtime for TokioRuntime {
     }
 
     fn now(&self) -> Instant {
-        Instant::from_origin(self.inner.origin.elapsed())
+        self.inner.clocks.now()
     }
 
     fn wall_clock(&self) -> SystemTime {
-        SystemTime::now()
+        self.inner.clocks.wall_clock()
     }
 
     fn random_u64(&self) -> u64 {
-        self.inner.random.next_u64()
+        self.inner.clocks.random_u64()
     }
 }

@@ -10,8 +10,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use damselfly::arrow_array::cast::AsArray;
+use damselfly::arrow_array::types::{ArrowPrimitiveType, Int64Type, UInt64Type};
 use damselfly::arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
 use damselfly::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use damselfly::runtime::{Runtime, SmolRuntime, TokioRuntime};
@@ -145,31 +147,26 @@ pub fn events_scored(ids: &[u64], scores: &[i64]) -> RecordBatch {
 
 /// All values of the UInt64 column `column` across `batches`, in order.
 pub fn u64_column(batches: &[RecordBatch], column: &str) -> Vec<u64> {
-    let mut values = Vec::new();
-    for batch in batches {
-        let array = batch
-            .column_by_name(column)
-            .unwrap_or_else(|| panic!("no column {column}"));
-        let array = array
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .unwrap_or_else(|| panic!("{column} is not UInt64"));
-        values.extend(array.iter().map(|value| value.expect("no nulls")));
-    }
-    values
+    primitive_column::<UInt64Type>(batches, column)
 }
 
 /// All values of the Int64 column `column` across `batches`, in order.
 pub fn i64_column(batches: &[RecordBatch], column: &str) -> Vec<i64> {
+    primitive_column::<Int64Type>(batches, column)
+}
+
+fn primitive_column<T: ArrowPrimitiveType>(
+    batches: &[RecordBatch],
+    column: &str,
+) -> Vec<T::Native> {
     let mut values = Vec::new();
     for batch in batches {
         let array = batch
             .column_by_name(column)
             .unwrap_or_else(|| panic!("no column {column}"));
         let array = array
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap_or_else(|| panic!("{column} is not Int64"));
+            .as_primitive_opt::<T>()
+            .unwrap_or_else(|| panic!("{column} is not {:?}", T::DATA_TYPE));
         values.extend(array.iter().map(|value| value.expect("no nulls")));
     }
     values

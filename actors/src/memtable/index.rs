@@ -12,25 +12,50 @@
 //! - the index lock is never held across an await, and readers hold it for one chunk at a time.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use arrow_array::RecordBatch;
+use arrow_buffer::BooleanBuffer;
 
-use super::write::PreparedWrite;
 use crate::table::KeyBytes;
 use crate::timestamp::Timestamp;
 
 /// Estimated bytes one index entry costs beyond its key (B-tree slot, version, bookkeeping).
 pub const INDEX_ENTRY_BYTES: usize = 64;
 
-/// One version of a key: which commit wrote it and where its row is.
+/// One version of a key: which commit wrote it, where its row is, and whether it deletes.
+/// Packed into 16 bytes: the top bit of `row` is the delete flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Version {
     timestamp: Timestamp,
     batch: u32,
-    row: u32,
-    deleted: bool,
+    row_and_delete: u32,
+}
+
+const DELETE_BIT: u32 = 1 << 31;
+
+impl Version {
+    fn new(timestamp: Timestamp, batch: u32, row: usize, deleted: bool) -> Self {
+        let row = u32::try_from(row)
+            .ok()
+            .filter(|row| row & DELETE_BIT == 0)
+            .expect("commits hold fewer than 2^31 rows: the WAL record format checks u32 and the memtable budget is far smaller");
+        Self {
+            timestamp,
+            batch,
+            row_and_delete: row | if deleted { DELETE_BIT } else { 0 },
+        }
+    }
+
+    fn row(self) -> usize {
+        (self.row_and_delete & !DELETE_BIT) as usize
+    }
+
+    fn deleted(self) -> bool {
+        self.row_and_delete & DELETE_BIT != 0
+    }
 }
 
 /// The versions of one key, newest first. Most keys have one, so it is stored inline.
@@ -105,26 +130,30 @@ impl Memtable {
         Self::default()
     }
 
-    /// Adds the rows of `write`, committed at `timestamp`.
-    pub fn insert(&self, timestamp: Timestamp, write: &PreparedWrite) {
+    /// Adds the rows of `batch`, committed at `timestamp`: row `i` has key `keys[i]` and deletes
+    /// it if `deletes` says so.
+    pub fn insert(
+        &self,
+        timestamp: Timestamp,
+        batch: RecordBatch,
+        keys: Vec<KeyBytes>,
+        deletes: Option<&BooleanBuffer>,
+    ) {
+        debug_assert_eq!(keys.len(), batch.num_rows(), "one key per row");
         let mut contents = self
             .contents
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let batch = u32::try_from(contents.batches.len())
+        let batch_number = u32::try_from(contents.batches.len())
             .expect("a memtable holds fewer than 2^32 batches: its memory budget is far smaller");
-        contents.batches.push(write.batch.clone());
-        for (row, key) in write.keys.iter().enumerate() {
-            let version = Version {
-                timestamp,
-                batch,
-                row: u32::try_from(row).expect("commit row counts fit u32: the WAL record checks"),
-                deleted: write.is_delete(row),
-            };
-            match contents.index.get_mut(key.as_bytes()) {
-                Some(versions) => versions.add(version),
-                None => {
-                    contents.index.insert(key.clone(), Versions::One(version));
+        contents.batches.push(batch);
+        for (row, key) in keys.into_iter().enumerate() {
+            let deleted = deletes.is_some_and(|deletes| deletes.value(row));
+            let version = Version::new(timestamp, batch_number, row, deleted);
+            match contents.index.entry(key) {
+                Entry::Occupied(mut versions) => versions.get_mut().add(version),
+                Entry::Vacant(slot) => {
+                    slot.insert(Versions::One(version));
                 }
             }
         }
@@ -136,9 +165,9 @@ impl Memtable {
         let version = contents.index.get(key)?.visible_at(read_at)?;
         Some(VisibleRow {
             timestamp: version.timestamp,
-            deleted: version.deleted,
+            deleted: version.deleted(),
             batch: contents.batches[version.batch as usize].clone(),
-            row: version.row as usize,
+            row: version.row(),
         })
     }
 
@@ -165,7 +194,7 @@ impl Memtable {
             });
             chunk
                 .rows
-                .push((position, version.row as usize, version.deleted));
+                .push((position, version.row(), version.deleted()));
             chunk.keys.push(key.clone());
         }
         chunk

@@ -74,14 +74,26 @@ impl MemtableActor {
     ) -> Result<(), MailboxClosed> {
         let timestamp = self.clock.next();
         self.clock = timestamp;
-        self.memtable.insert(timestamp, &write);
-        self.waiting.push_back((timestamp, write.num_rows(), reply));
+        let PreparedWrite {
+            batch,
+            keys,
+            deletes,
+            wal_body,
+            ..
+        } = write;
+        self.waiting.push_back((timestamp, batch.num_rows(), reply));
+        // Log first, index second: the WAL writer syncs while the rows are indexed. The rows
+        // stay invisible until the WAL reports them durable, with a notice this actor reads only
+        // after this handler returns.
         self.wal
             .tell(WalMessage::Append {
                 timestamp,
-                body: write.wal_body,
+                body: wal_body,
             })
-            .await
+            .await?;
+        self.memtable
+            .insert(timestamp, batch, keys, deletes.as_ref());
+        Ok(())
     }
 
     fn durable(&mut self, through: Timestamp) {

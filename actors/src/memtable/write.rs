@@ -84,13 +84,6 @@ impl PreparedWrite {
         })
     }
 
-    /// Whether row `row` deletes its key.
-    pub fn is_delete(&self, row: usize) -> bool {
-        self.deletes
-            .as_ref()
-            .is_some_and(|deletes| deletes.value(row))
-    }
-
     /// The number of rows.
     pub fn num_rows(&self) -> usize {
         self.batch.num_rows()

@@ -3,10 +3,22 @@
 //! Key columns are encoded with arrow's row format: comparing two encodings byte by byte gives
 //! the natural order of the key's Arrow types, lexicographic over the key's columns. The engine
 //! compares, sorts and indexes keys only in this form.
+//!
+//! [`KeyBytes`] keeps keys of up to [`INLINE_KEY_BYTES`] bytes (every integer key, short strings)
+//! inline, without an allocation, and compares them as one 128-bit integer: the 15 key bytes,
+//! zero padded, followed by the length. That order is exactly the lexicographic order of the
+//! bytes — a zero pad only ties with a real zero byte, and then the shorter key, which is a
+//! prefix of the longer, sorts first, as the length byte makes it. Longer keys keep their bytes
+//! on the heap and fall back to comparing them only when their first 15 bytes tie.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use arrow_schema::DataType;
+
+/// Keys up to this many bytes are stored inline.
+pub const INLINE_KEY_BYTES: usize = 15;
 
 /// Whether columns of `data_type` can be key columns: types with a total, natural order.
 /// Floating point is excluded (NaN and -0.0 make equality surprising), as are nested types.
@@ -36,38 +48,169 @@ pub fn is_supported_key_type(data_type: &DataType) -> bool {
 }
 
 /// An encoded key: bytes whose order is the key's order.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyBytes(Box<[u8]>);
+#[derive(Clone)]
+pub struct KeyBytes(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Bytes 0..15: the key, zero padded; byte 15: its length.
+    Inline([u8; INLINE_KEY_BYTES + 1]),
+    /// Keys longer than [`INLINE_KEY_BYTES`].
+    Heap(Box<[u8]>),
+}
 
 impl KeyBytes {
     /// A key from its encoded bytes.
     pub fn from_slice(bytes: &[u8]) -> Self {
-        Self(bytes.into())
+        if bytes.len() <= INLINE_KEY_BYTES {
+            let mut inline = [0u8; INLINE_KEY_BYTES + 1];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            inline[INLINE_KEY_BYTES] = bytes.len() as u8;
+            Self(Repr::Inline(inline))
+        } else {
+            Self(Repr::Heap(bytes.into()))
+        }
     }
 
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline(inline) => &inline[..usize::from(inline[INLINE_KEY_BYTES])],
+            Repr::Heap(bytes) => bytes,
+        }
     }
 
     /// Heap bytes held by this key (for memory accounting).
     pub fn heap_bytes(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            Repr::Inline(_) => 0,
+            Repr::Heap(bytes) => bytes.len(),
+        }
+    }
+
+    /// The first 15 bytes, zero padded, then the length (16 for every heap key): comparing heads
+    /// decides every comparison except between two heap keys with the same first 15 bytes.
+    fn head(&self) -> u128 {
+        match &self.0 {
+            Repr::Inline(inline) => u128::from_be_bytes(*inline),
+            Repr::Heap(bytes) => {
+                let mut head = [0u8; INLINE_KEY_BYTES + 1];
+                head[..INLINE_KEY_BYTES].copy_from_slice(&bytes[..INLINE_KEY_BYTES]);
+                head[INLINE_KEY_BYTES] = INLINE_KEY_BYTES as u8 + 1;
+                u128::from_be_bytes(head)
+            }
+        }
+    }
+}
+
+impl Ord for KeyBytes {
+    #[inline]
+    fn cmp(&self, other: &Self) -> Ordering {
+        // The common case, two inline keys, is one 128-bit comparison.
+        if let (Repr::Inline(mine), Repr::Inline(theirs)) = (&self.0, &other.0) {
+            return u128::from_be_bytes(*mine).cmp(&u128::from_be_bytes(*theirs));
+        }
+        self.cmp_with_heap(other)
+    }
+}
+
+impl KeyBytes {
+    #[cold]
+    #[inline(never)]
+    fn cmp_with_heap(&self, other: &Self) -> Ordering {
+        self.head()
+            .cmp(&other.head())
+            .then_with(|| match (&self.0, &other.0) {
+                (Repr::Heap(mine), Repr::Heap(theirs)) => mine.cmp(theirs),
+                // Equal heads with an inline key on either side mean equal keys.
+                _ => Ordering::Equal,
+            })
+    }
+}
+
+impl PartialOrd for KeyBytes {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for KeyBytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for KeyBytes {}
+
+impl Hash for KeyBytes {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+/// Lookups by `&[u8]` agree with the `Ord` above: both are the bytes' lexicographic order.
+impl std::borrow::Borrow<[u8]> for KeyBytes {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 
 impl fmt::Debug for KeyBytes {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "KeyBytes(")?;
-        for byte in self.0.iter() {
+        for byte in self.as_bytes() {
             write!(formatter, "{byte:02x}")?;
         }
         write!(formatter, ")")
     }
 }
 
-impl std::borrow::Borrow<[u8]> for KeyBytes {
-    fn borrow(&self) -> &[u8] {
-        &self.0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny deterministic generator of byte strings biased towards shared prefixes and zeros,
+    /// where an order bug would hide.
+    fn keys(seed: u64, count: usize) -> Vec<Vec<u8>> {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 24) as usize;
+                (0..len)
+                    .map(|_| [0u8, 1, 0xff, b'a'][(next() % 4) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_order_is_the_byte_order() {
+        for seed in 1..20 {
+            let raw = keys(seed, 300);
+            for left in &raw {
+                for right in raw.iter().take(60) {
+                    let (a, b) = (KeyBytes::from_slice(left), KeyBytes::from_slice(right));
+                    assert_eq!(
+                        a.cmp(&b),
+                        left.cmp(right),
+                        "seed {seed}: {left:?} vs {right:?}"
+                    );
+                    assert_eq!(a == b, left == right);
+                    assert_eq!(a.as_bytes(), &left[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inline_keys_allocate_nothing() {
+        assert_eq!(KeyBytes::from_slice(&[1; 15]).heap_bytes(), 0);
+        assert_eq!(KeyBytes::from_slice(&[1; 16]).heap_bytes(), 16);
     }
 }

@@ -169,17 +169,51 @@ pub fn read(segment: &[u8], offset: usize) -> FrameRead<'_> {
     })
 }
 
-/// The first intact frame after `damaged_offset` whose synced offset covers `damaged_offset`:
-/// proof that the damaged bytes had been made durable, so the damage is corruption rather than
-/// a torn write.
-pub fn find_durability_proof(segment: &[u8], damaged_offset: usize) -> Option<Frame<'_>> {
-    (damaged_offset + ALIGN..segment.len())
-        .step_by(ALIGN)
-        .filter_map(|offset| match read(segment, offset) {
-            FrameRead::Frame(frame) => Some(frame),
-            FrameRead::End | FrameRead::Damaged { .. } => None,
-        })
-        .find(|frame| frame.synced_offset > damaged_offset as u64)
+/// A segment as replay reads it: its frames, up to where its data ends.
+///
+/// Segments may be followed by zeros — space reserved with `Appender::preallocate` and never
+/// written. The data ends after the last non-zero byte; a frame cannot start in the zeros after
+/// it, because a frame's kind byte is never zero, so reading there is the end of the segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Frames<'a> {
+    segment: &'a [u8],
+    data_end: usize,
+}
+
+impl<'a> Frames<'a> {
+    /// The frames of `segment`.
+    pub fn new(segment: &'a [u8]) -> Self {
+        let data_end = segment
+            .iter()
+            .rposition(|&byte| byte != 0)
+            .map_or(0, |last| last + 1);
+        Self { segment, data_end }
+    }
+
+    /// The frame at `offset`; [`FrameRead::End`] at or past the end of the data.
+    pub fn read(&self, offset: usize) -> FrameRead<'a> {
+        if offset >= self.data_end {
+            return FrameRead::End;
+        }
+        read(self.segment, offset)
+    }
+
+    /// Bytes between `offset` and the end of the data.
+    pub fn remaining(&self, offset: usize) -> usize {
+        self.data_end.saturating_sub(offset)
+    }
+
+    /// The first intact frame after `damaged_offset` whose synced offset covers it: proof that
+    /// the damaged bytes had been made durable, so the damage is corruption, not a torn write.
+    pub fn find_durability_proof(&self, damaged_offset: usize) -> Option<Frame<'a>> {
+        (damaged_offset + ALIGN..self.data_end)
+            .step_by(ALIGN)
+            .filter_map(|offset| match read(self.segment, offset) {
+                FrameRead::Frame(frame) => Some(frame),
+                FrameRead::End | FrameRead::Damaged { .. } => None,
+            })
+            .find(|frame| frame.synced_offset > damaged_offset as u64)
+    }
 }
 
 fn damaged<'a>(reason: String) -> FrameRead<'a> {

@@ -262,13 +262,16 @@ impl WalWriter {
     async fn create_segment(&mut self) -> Result<OpenSegment, WalError> {
         let id = self.next_id;
         let path = segment::path(id);
-        let file = match self.storage.create(&path).await {
+        let mut file = match self.storage.create(&path).await {
             Ok(file) => file,
             Err(error) if error.kind == damselfly_runtimes::StorageErrorKind::AlreadyExists => {
                 return Err(WalError::SegmentTaken { path });
             }
             Err(error) => return Err(error.into()),
         };
+        // Appends inside reserved space sync faster than appends that grow the file; replay
+        // reads the zeros after the last frame as the segment's end.
+        file.preallocate(self.options.segment_bytes_max).await?;
         tracing::debug!(path, "WAL segment created");
         self.next_id += 1;
         self.metrics.wal_segments_created.add(1);

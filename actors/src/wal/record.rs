@@ -22,7 +22,7 @@ use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::{
     DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message,
 };
-use arrow_schema::ArrowError;
+use arrow_schema::{ArrowError, DataType, Fields};
 use bytes::Bytes;
 
 use crate::encoding::{read_u32, read_u64};
@@ -45,14 +45,16 @@ pub fn encode_body(
     })?;
     let options = ipc_options()?;
     let generator = IpcDataGenerator::default();
-    // Encoding the schema assigns the dictionary ids, in the same order as the segment header's
-    // schema message does, so that this frame's dictionaries decode against it.
     let mut dictionaries = DictionaryTracker::new(false);
-    let _ = generator.schema_to_bytes_with_dictionary_tracker(
-        &batch.schema(),
-        &mut dictionaries,
-        &options,
-    );
+    if has_dictionary(batch.schema().fields()) {
+        // Encoding the schema assigns the dictionary ids, in the same order as the segment
+        // header's schema message does, so that this frame's dictionaries decode against it.
+        let _ = generator.schema_to_bytes_with_dictionary_tracker(
+            &batch.schema(),
+            &mut dictionaries,
+            &options,
+        );
+    }
     let (dictionaries, record_batch) = generator.encode(
         batch,
         &mut dictionaries,
@@ -78,6 +80,31 @@ pub fn encode_body(
         write_message(&mut body, encoded, &options)?;
     }
     Ok(Bytes::from(body))
+}
+
+/// Whether any field, at any depth, is dictionary encoded.
+fn has_dictionary(fields: &Fields) -> bool {
+    fields
+        .iter()
+        .any(|field| data_type_has_dictionary(field.data_type()))
+}
+
+fn data_type_has_dictionary(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, _) => true,
+        DataType::List(field)
+        | DataType::LargeList(field)
+        | DataType::ListView(field)
+        | DataType::LargeListView(field)
+        | DataType::FixedSizeList(field, _)
+        | DataType::Map(field, _) => data_type_has_dictionary(field.data_type()),
+        DataType::Struct(fields) => has_dictionary(fields),
+        DataType::Union(fields, _) => fields
+            .iter()
+            .any(|(_, field)| data_type_has_dictionary(field.data_type())),
+        DataType::RunEndEncoded(_, values) => data_type_has_dictionary(values.data_type()),
+        _ => false,
+    }
 }
 
 /// The IPC options of WAL records: 8-byte alignment keeps small commits small.

@@ -20,7 +20,7 @@ use arrow_ipc::reader::StreamDecoder;
 use damselfly_runtimes::Storage;
 
 use super::WalError;
-use super::frame::{self, Frame, FrameKind, FrameRead};
+use super::frame::{self, Frame, FrameKind, FrameRead, Frames};
 use super::record::{self, CommitRecord};
 use super::segment::{self, SegmentEnd, WAL_DIR};
 use crate::table::TableSchema;
@@ -64,7 +64,7 @@ pub async fn replay(
         let mut reader = SegmentReplay {
             path: &path,
             id,
-            bytes: bytes.as_slice(),
+            frames: Frames::new(bytes.as_slice()),
             table,
             summary: &mut summary,
         };
@@ -85,7 +85,7 @@ pub async fn replay(
 struct SegmentReplay<'a> {
     path: &'a str,
     id: u64,
-    bytes: &'a [u8],
+    frames: Frames<'a>,
     table: &'a TableSchema,
     summary: &'a mut ReplaySummary,
 }
@@ -132,11 +132,11 @@ impl<'a> SegmentReplay<'a> {
 
     /// The intact frame at `offset`, or `None` at the end of the replayable frames.
     fn next_frame(&mut self, offset: usize) -> Result<Option<Frame<'a>>, WalError> {
-        let bytes: &'a [u8] = self.bytes;
-        match frame::read(bytes, offset) {
+        let frames = self.frames;
+        match frames.read(offset) {
             FrameRead::Frame(frame) => Ok(Some(frame)),
             FrameRead::End => Ok(None),
-            FrameRead::Damaged { reason } => match frame::find_durability_proof(bytes, offset) {
+            FrameRead::Damaged { reason } => match frames.find_durability_proof(offset) {
                 Some(proof) => Err(self.corrupt(
                     offset,
                     format!(
@@ -145,7 +145,7 @@ impl<'a> SegmentReplay<'a> {
                     ),
                 )),
                 None => {
-                    let torn = self.bytes.len() - offset;
+                    let torn = frames.remaining(offset);
                     tracing::warn!(path = self.path, offset, torn, %reason, "WAL ends in a torn write; replay stops before it");
                     self.summary.torn_bytes += torn as u64;
                     Ok(None)

@@ -1,13 +1,12 @@
 //! The WAL writer actor: group commit, sync policies, rotation, and one object per group on
 //! storage without durable appends.
 
-use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use damselfly_runtimes::{
-    Appender, BoxFuture, Durability, FileInfo, MemoryStorage, PutOutcome, Runtime, SmolRuntime,
-    Storage, StorageError,
+    BoxFuture, Durability, HookedStorage, MemoryStorage, Runtime, SmolRuntime, StorageCall,
+    StorageError, StorageHook,
 };
 
 use super::*;
@@ -15,106 +14,59 @@ use crate::kernel::{Address, Lifecycle, Mailbox, mailbox, spawn_actor};
 use crate::memtable::MemtableMessage;
 use crate::table::TableSchema;
 
-/// Memory storage that reports every append's durability, and can hold synced appends until
-/// released, or pretend it has no durable appends (like an object store).
-#[derive(Debug, Clone)]
-struct ObservedStorage {
-    inner: MemoryStorage,
-    appends: Arc<Mutex<Vec<Durability>>>,
+/// Records every append's durability (closing counts as a synced append), can hold synced
+/// appends until the test releases them, and can pose as an object store (no durable appends).
+#[derive(Debug)]
+struct Observer {
+    appends: Mutex<Vec<Durability>>,
     /// While set, a synced append reports itself on the first channel and waits on the second.
     gate: Option<(async_channel::Sender<()>, async_channel::Receiver<()>)>,
     object_store: bool,
 }
 
-#[derive(Debug)]
-struct ObservedAppender {
-    inner: Box<dyn Appender>,
-    storage: ObservedStorage,
-}
-
-impl Appender for ObservedAppender {
-    fn append(
-        &mut self,
-        data: Bytes,
-        durability: Durability,
-    ) -> BoxFuture<'_, Result<(), StorageError>> {
+impl StorageHook for Observer {
+    fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
+        let durability = match call {
+            StorageCall::Append { durability, .. } => durability,
+            StorageCall::Close { .. } => Durability::Synced,
+            _ => return Box::pin(async { Ok(()) }),
+        };
+        self.appends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(durability);
+        let gate = self
+            .gate
+            .clone()
+            .filter(|_| durability == Durability::Synced);
         Box::pin(async move {
-            self.storage
-                .appends
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(durability);
-            if let (Durability::Synced, Some((entered, release))) = (durability, &self.storage.gate)
-            {
+            if let Some((entered, release)) = gate {
                 let _ = entered.send(()).await;
                 let _ = release.recv().await;
             }
-            self.inner.append(data, durability).await
+            Ok(())
         })
     }
 
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    /// Closing syncs (the `Appender` contract), so it is recorded as a synced append.
-    fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
-        self.storage
-            .appends
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Durability::Synced);
-        self.inner.close()
+    fn supports_durable_append(&self, inner: bool) -> bool {
+        inner && !self.object_store
     }
 }
 
-impl Storage for ObservedStorage {
-    fn location(&self) -> String {
-        "observed memory".to_owned()
-    }
-    fn supports_durable_append(&self) -> bool {
-        !self.object_store
-    }
-    fn create<'a>(
-        &'a self,
-        path: &'a str,
-    ) -> BoxFuture<'a, Result<Box<dyn Appender>, StorageError>> {
-        Box::pin(async move {
-            let inner = self.inner.create(path).await?;
-            Ok(Box::new(ObservedAppender {
-                inner,
-                storage: self.clone(),
-            }) as Box<dyn Appender>)
-        })
-    }
-    fn put<'a>(&'a self, path: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), StorageError>> {
-        self.inner.put(path, data)
-    }
-    fn put_if_absent<'a>(
-        &'a self,
-        path: &'a str,
-        data: Bytes,
-    ) -> BoxFuture<'a, Result<PutOutcome, StorageError>> {
-        self.inner.put_if_absent(path, data)
-    }
-    fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
-        self.inner.read(path)
-    }
-    fn read_range<'a>(
-        &'a self,
-        path: &'a str,
-        range: Range<u64>,
-    ) -> BoxFuture<'a, Result<Bytes, StorageError>> {
-        self.inner.read_range(path, range)
-    }
-    fn size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
-        self.inner.size(path)
-    }
-    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<FileInfo>, StorageError>> {
-        self.inner.list(dir)
-    }
-    fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
-        self.inner.delete(path)
+/// The storage under test: memory, observed.
+struct Observed {
+    memory: MemoryStorage,
+    observer: Arc<Observer>,
+    storage: HookedStorage,
+}
+
+impl Observed {
+    fn appends(&self) -> Vec<Durability> {
+        self.observer
+            .appends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -124,16 +76,22 @@ struct GateControl {
     release: async_channel::Sender<()>,
 }
 
-fn observed(gated: bool, object_store: bool) -> (ObservedStorage, Option<GateControl>) {
+fn observed(gated: bool, object_store: bool) -> (Observed, Option<GateControl>) {
     let (entered_sender, entered) = async_channel::unbounded();
     let (release, release_receiver) = async_channel::unbounded();
-    let storage = ObservedStorage {
-        inner: MemoryStorage::new(),
-        appends: Arc::default(),
+    let observer = Arc::new(Observer {
+        appends: Mutex::default(),
         gate: gated.then_some((entered_sender, release_receiver)),
         object_store,
+    });
+    let memory = MemoryStorage::new();
+    let storage = HookedStorage::new(Arc::new(memory.clone()), observer.clone());
+    let observed = Observed {
+        memory,
+        observer,
+        storage,
     };
-    (storage, gated.then_some(GateControl { entered, release }))
+    (observed, gated.then_some(GateControl { entered, release }))
 }
 
 fn table() -> TableSchema {
@@ -165,13 +123,13 @@ struct Running {
     lifecycle: Lifecycle,
 }
 
-fn start(storage: &ObservedStorage, options: WalOptions) -> Running {
+fn start(observed: &Observed, options: WalOptions) -> Running {
     let runtime: Arc<dyn Runtime> = Arc::new(SmolRuntime::new());
     let lifecycle = Lifecycle::new();
     let metrics = Arc::new(EngineMetrics::default());
     let (memtable, durable) = mailbox::<MemtableMessage>("memtable", 16);
     let writer = WalWriter::new(
-        Arc::new(storage.clone()),
+        Arc::new(observed.storage.clone()),
         Arc::clone(&runtime),
         options,
         &table(),
@@ -230,11 +188,7 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
             "one sync for all nine"
         );
     });
-    let appends = storage
-        .appends
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let appends = storage.appends();
     assert_eq!(appends, [Durability::Synced, Durability::Synced]);
     assert_eq!(running.metrics.wal_writes.get(), 2);
     assert_eq!(running.metrics.wal_synced_timestamp.get(), 10);
@@ -257,11 +211,7 @@ fn interval_bytes_syncs_once_enough_is_unsynced() {
         running.wal.close();
         running.handle.await.expect("a clean stop");
     });
-    let appends = storage
-        .appends
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let appends = storage.appends();
     let synced = appends
         .iter()
         .filter(|&&durability| durability == Durability::Synced)
@@ -290,7 +240,7 @@ fn segments_rotate_by_size_and_replay_as_one_log() {
         running.handle.await.expect("a clean stop");
     });
     assert!(running.metrics.wal_segments_created.get() > 2);
-    let summary = smol::block_on(replay::replay(&storage.inner, &table(), |_| Ok(())))
+    let summary = smol::block_on(replay::replay(&storage.memory, &table(), |_| Ok(())))
         .expect("an intact log");
     assert_eq!((summary.commits, summary.last_timestamp), (20, 20));
     assert_eq!(summary.segments, running.metrics.wal_segments_created.get());
@@ -308,15 +258,9 @@ fn without_durable_appends_every_group_is_its_own_segment() {
         running.wal.close();
         running.handle.await.expect("a clean stop");
     });
-    assert!(
-        storage
-            .appends
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    );
+    assert!(storage.appends().is_empty());
     assert_eq!(running.metrics.wal_segments_created.get(), 5);
-    let summary = smol::block_on(replay::replay(&storage.inner, &table(), |_| Ok(())))
+    let summary = smol::block_on(replay::replay(&storage.memory, &table(), |_| Ok(())))
         .expect("an intact log");
     assert_eq!((summary.commits, summary.segments), (5, 5));
 }

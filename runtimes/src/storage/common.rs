@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::{StorageError, StorageErrorKind, validate_path};
+use super::{StorageError, StorageErrorKind, invalid_path, validate_path};
 
 /// The name prefix of the temporary files a backend writes before renaming them into place. Such
 /// names are reserved: they are never listed, and users cannot create files with them.
@@ -16,14 +16,7 @@ pub(crate) fn split_file_path<'p>(
     path: &'p str,
 ) -> Result<(Vec<&'p str>, &'p str), StorageError> {
     let mut components = validate_path(operation, path)?;
-    let invalid = |why: &str| {
-        StorageError::new(
-            StorageErrorKind::InvalidPath,
-            operation,
-            path,
-            format!("invalid storage path: {why}"),
-        )
-    };
+    let invalid = |why: &str| invalid_path(operation, path, why);
     let Some(name) = components.pop() else {
         return Err(invalid("a file path must not be empty"));
     };

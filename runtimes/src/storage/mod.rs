@@ -17,10 +17,12 @@
 //! Backends: [`LocalDiskStorage`] (any runtime; blocking calls run through
 //! [`Runtime::spawn_blocking`](crate::Runtime::spawn_blocking)), [`MemoryStorage`] (with a
 //! durability model for crash tests), and [`FusioStorage`] (any fusio filesystem with
-//! conditional put, such as S3).
+//! conditional put, such as S3). [`HookedStorage`] wraps any of them so that tests can observe,
+//! hold back or fail individual calls.
 
 mod common;
 mod fusio;
+mod hooked;
 mod local;
 mod memory;
 
@@ -30,6 +32,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 pub use self::fusio::FusioStorage;
+pub use self::hooked::{HookedStorage, StorageCall, StorageHook};
 pub use self::local::LocalDiskStorage;
 pub use self::memory::MemoryStorage;
 use crate::runtime::BoxFuture;
@@ -122,6 +125,15 @@ pub trait Appender: Send + fmt::Debug {
         durability: Durability,
     ) -> BoxFuture<'_, Result<(), StorageError>>;
 
+    /// Reserves room for the file to grow to `len` bytes, so that later appends inside it need
+    /// not grow the file (syncing an overwrite is cheaper than syncing an append on most file
+    /// systems). The reserved bytes read as zeros and may survive a crash as zeros past the
+    /// appended data; readers of such files must treat a zero tail as the end. A hint: backends
+    /// that cannot reserve space do nothing. [`Appender::len`] is not changed.
+    fn preallocate(&mut self, _len: u64) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The number of bytes appended so far.
     fn len(&self) -> u64;
 
@@ -207,14 +219,7 @@ pub fn validate_path<'p>(
     operation: &'static str,
     path: &'p str,
 ) -> Result<Vec<&'p str>, StorageError> {
-    let invalid = |why: &str| {
-        StorageError::new(
-            StorageErrorKind::InvalidPath,
-            operation,
-            path,
-            format!("invalid storage path: {why}"),
-        )
-    };
+    let invalid = |why: &str| invalid_path(operation, path, why);
     if path.starts_with('/') {
         return Err(invalid("it must be relative to the storage root"));
     }
@@ -233,6 +238,16 @@ pub fn validate_path<'p>(
         }
     }
     Ok(components)
+}
+
+/// The error for a path that is not acceptable, saying why.
+pub(crate) fn invalid_path(operation: &'static str, path: &str, why: &str) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::InvalidPath,
+        operation,
+        path,
+        format!("invalid storage path: {why}"),
+    )
 }
 
 #[cfg(test)]

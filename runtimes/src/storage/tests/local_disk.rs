@@ -171,3 +171,32 @@ fn an_appender_is_unusable_after_an_unfinished_append() {
         assert_eq!(read(&storage, "wal/1").await, &b"ok"[..]);
     });
 }
+
+#[test]
+fn preallocated_space_reads_as_zeros_after_the_data() {
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let runtime: Arc<dyn crate::Runtime> = Arc::new(crate::SmolRuntime::new());
+    block_on(async {
+        let storage = LocalDiskStorage::open(folder.path(), runtime)
+            .await
+            .expect("opens");
+        let mut file = storage.create("wal/segment").await.expect("creates");
+        file.preallocate(1 << 20).await.expect("reserves");
+        file.append(Bytes::from_static(b"frames"), Durability::Synced)
+            .await
+            .expect("appends");
+        assert_eq!(
+            file.len(),
+            6,
+            "reserving space does not change what was appended"
+        );
+        file.close().await.expect("closes");
+        let content = storage.read("wal/segment").await.expect("reads");
+        assert_eq!(&content[..6], b"frames");
+        // On Linux the space is reserved; elsewhere the hint may do nothing.
+        assert!(content[6..].iter().all(|&byte| byte == 0));
+        if cfg!(target_os = "linux") {
+            assert_eq!(content.len(), 1 << 20);
+        }
+    });
+}

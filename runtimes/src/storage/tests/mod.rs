@@ -2,7 +2,8 @@
 //!
 //! One conformance suite (`conformance.rs`) is written once against `&dyn Storage` and run on
 //! every backend: local disk on a tokio current-thread runtime, a tokio multi-thread runtime,
-//! smol and an inline runtime like the simulator's; memory; fusio over `InMemoryFs`. Each case
+//! smol and an inline runtime like the simulator's; memory; memory behind a pass-through
+//! `HookedStorage`; fusio over `InMemoryFs`. Each case
 //! becomes one `#[test]` per backend, so a failure names both. Backend-specific behaviour (the
 //! memory durability model, local-disk details, the fusio adapter) has its own file.
 
@@ -108,6 +109,24 @@ fn memory(case: Case) {
     futures_lite::future::block_on(case(&MemoryStorage::new()));
 }
 
+/// A hook that lets every call through.
+#[derive(Debug)]
+struct PassThrough;
+
+impl super::StorageHook for PassThrough {
+    fn before(
+        &self,
+        _call: super::StorageCall<'_>,
+    ) -> BoxFuture<'static, Result<(), super::StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn hooked_memory(case: Case) {
+    let storage = super::HookedStorage::new(Arc::new(MemoryStorage::new()), Arc::new(PassThrough));
+    futures_lite::future::block_on(case(&storage));
+}
+
 fn fusio_in_memory(case: Case) {
     let storage = FusioStorage::new(Arc::new(InMemoryFs::new()), "bucket/db");
     futures_lite::future::block_on(case(&storage));
@@ -179,6 +198,11 @@ mod local_inline_runtime {
 mod memory_backend {
     common_cases!(super::memory);
     directory_cases!(super::memory);
+}
+
+mod hooked_memory_backend {
+    common_cases!(super::hooked_memory);
+    directory_cases!(super::hooked_memory);
 }
 
 mod fusio_in_memory_fs {
