@@ -264,3 +264,26 @@ fn without_durable_appends_every_group_is_its_own_segment() {
         .expect("an intact log");
     assert_eq!((summary.commits, summary.segments), (5, 5));
 }
+
+#[test]
+fn segments_rotate_by_age() {
+    let (storage, _) = observed(false, false);
+    let options = WalOptions {
+        // Every segment is too old by the next write, so each group starts a new segment.
+        segment_age_max: std::time::Duration::from_nanos(1),
+        ..WalOptions::default()
+    };
+    let running = start(&storage, options);
+    smol::block_on(async {
+        for timestamp in 1..=4 {
+            append(&running.wal, timestamp).await;
+            next_durable(&running.durable).await;
+        }
+        running.wal.close();
+        running.handle.await.expect("a clean stop");
+    });
+    assert_eq!(running.metrics.wal_segments_created.get(), 4);
+    let summary = smol::block_on(replay::replay(&storage.memory, &table(), |_| Ok(())))
+        .expect("an intact log");
+    assert_eq!((summary.commits, summary.segments), (4, 4));
+}
