@@ -1,8 +1,9 @@
 //! Opening a database: the storage, the table descriptor, WAL replay, then the actors.
 //!
-//! Recovery reads; it does not write until replay has succeeded, and the only thing it writes
-//! then is a new WAL segment that records where replay ended. A crash during recovery therefore
-//! recovers again to the same state.
+//! Recovery only reads: the one thing opening writes is the table descriptor of a database that
+//! does not exist yet (with put-if-absent). The next WAL segment, which records where replay
+//! ended, is created by the first commit. A crash during recovery therefore recovers again to the
+//! same state.
 
 use std::sync::Arc;
 

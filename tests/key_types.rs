@@ -232,3 +232,33 @@ runtime_test!(
         db.close().await
     }
 );
+
+runtime_test!(
+    async fn key_columns_can_be_marked_in_field_metadata(runtime) {
+        #[allow(clippy::disallowed_types)] // arrow's field metadata is a HashMap
+        let key = |position: &str| {
+            std::collections::HashMap::from([("damselfly.key".to_owned(), position.to_owned())])
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("value", DataType::Int64, false),
+            Field::new("at", DataType::Int64, false).with_metadata(key("1")),
+            Field::new("tenant", DataType::Utf8, false).with_metadata(key("0")),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(Int64Array::from(vec![20, 10, 10])),
+                Arc::new(StringArray::from(vec!["b", "b", "a"])),
+            ],
+        )
+        .expect("a valid batch");
+        let db = DbBuilder::from_schema(schema)?.in_memory().open(runtime).await?;
+        db.ingest(batch).await?;
+        // Key order is (tenant, at): (a, 10) < (b, 10) < (b, 20).
+        assert_eq!(i64_column(&db.scan().collect().await?, "value"), [3, 2, 1]);
+        let row = db.get(("b", 10i64)).await?.expect("present");
+        assert_eq!(i64_column(&[row], "value"), [2]);
+        db.close().await
+    }
+);

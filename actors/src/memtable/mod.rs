@@ -1,9 +1,9 @@
 //! The memtable actor: the commit clock, the writable memtable and the visibility watermark.
 //!
-//! A commit is ordered here. The actor gives it the next timestamp, indexes its rows (invisible
-//! until the watermark reaches them), and passes it to the WAL writer. When the WAL writer
-//! reports a timestamp durable, the actor advances the watermark to it and acknowledges every
-//! commit up to it. Indexing therefore overlaps the WAL's sync instead of following it.
+//! A commit is ordered here. The actor gives it the next timestamp, passes it to the WAL writer,
+//! and indexes its rows while the WAL writer syncs them (they stay invisible until the watermark
+//! reaches them). When the WAL writer reports a timestamp durable, the actor advances the
+//! watermark to it and acknowledges every commit up to it.
 //!
 //! Promises:
 //! - timestamps are strictly increasing and reach the WAL in that order, so durability (and the
@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub use budget::WriteBudget;
-pub use index::{Chunk, INDEX_ENTRY_BYTES, Memtable, VisibleRow};
+pub use index::{Chunk, Memtable, VisibleRow};
 pub use msg::MemtableMessage;
 pub use view::{ReadView, Visibility};
 pub use write::{PrepareError, PreparedWrite};
