@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use common::*;
 use damselfly::runtime::RuntimeExt;
-use damselfly::storage::MemoryStorage;
 use damselfly_sim::SimRuntime;
 
 /// Runs the workload on a fresh simulator and returns its trace hash and what the reads saw.
 fn run(seed: u64) -> (u64, Vec<u64>) {
     let sim = SimRuntime::new(seed);
     let runtime: Rt = Arc::new(sim.clone());
+    let storage = Arc::new(sim.storage());
     let seen = sim.block_on(async move {
-        let storage = Arc::new(MemoryStorage::new());
         let db = events_builder()
             .on_storage(storage.clone())
             .open(runtime.clone())

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use damselfly_runtimes::{BlockingJob, BoxFuture, Instant, Runtime};
+use damselfly_runtimes::{BlockingJob, BoxFuture, Instant, MemoryStorage, Runtime};
 
 use crate::executor;
 use crate::shared::Shared;
@@ -33,6 +33,16 @@ impl SimRuntime {
         SimRuntime {
             shared: Arc::new(Shared::new(seed)),
         }
+    }
+
+    /// The run's storage: in memory, with the durability model of [`MemoryStorage`] (unsynced
+    /// writes can be lost with [`MemoryStorage::simulate_power_loss`]). Its operations complete at
+    /// once, so they add no nondeterminism. Every call returns a handle to the same files, so a
+    /// database can be closed, or dropped as in a crash, and reopened on it within one run:
+    /// `DbBuilder::on_storage(Arc::new(sim.storage()))`.
+    #[must_use]
+    pub fn storage(&self) -> MemoryStorage {
+        self.shared.storage.clone()
     }
 
     /// The seed this runtime was created with; `SimRuntime::new(seed)` replays the run.

@@ -9,7 +9,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use damselfly_runtimes::SeededRandom;
+use damselfly_runtimes::{MemoryStorage, SeededRandom};
 
 use crate::scheduler::Scheduler;
 use crate::timer::Timers;
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) seed: u64,
     /// The stream behind `Runtime::random_u64`, independent of scheduling.
     pub(crate) random: SeededRandom,
+    /// The run's in-memory storage, handed out by `SimRuntime::storage`.
+    pub(crate) storage: MemoryStorage,
     state: Mutex<State>,
 }
 
@@ -64,6 +66,7 @@ impl Shared {
         Self {
             seed,
             random: SeededRandom::with_seed(derive_seed(seed, RANDOM_STREAM)),
+            storage: MemoryStorage::new(),
             state: Mutex::new(state),
         }
     }
