@@ -36,3 +36,32 @@ runtime_test!(
         db.close().await
     }
 );
+
+runtime_test!(
+    async fn slices_of_a_large_batch_cost_only_their_own_rows(runtime) {
+        // A common pattern: read one large batch, ingest it a slice at a time. Each slice shares
+        // the large batch's buffers; the memtable must neither pin nor charge all of them.
+        let ids: Vec<u64> = (0..200_000).collect();
+        let large = events(&ids, 0);
+        let db = events_builder()
+            .in_memory()
+            .memtable_bytes(64 << 20)
+            .write_stall_timeout(Duration::from_millis(50))
+            .open(runtime)
+            .await?;
+        for start in (0..ids.len()).step_by(1024) {
+            let rows = 1024.min(ids.len() - start);
+            db.ingest(large.slice(start, rows)).await?;
+        }
+        let metrics = db.metrics();
+        assert_eq!(metrics.rows_committed, ids.len() as u64);
+        assert!(
+            metrics.memtable_bytes < 4 * large.get_array_memory_size() as u64,
+            "{} bytes charged for a batch of {}",
+            metrics.memtable_bytes,
+            large.get_array_memory_size()
+        );
+        assert_eq!(row_count(&db.scan().collect().await?), ids.len());
+        db.close().await
+    }
+);

@@ -46,7 +46,7 @@ impl PreparedWrite {
         batch: &RecordBatch,
         deletes: Option<&[bool]>,
     ) -> Result<Self, PrepareError> {
-        let batch = table.conform(batch)?;
+        let batch = own_buffers(table.conform(batch)?)?;
         let deletes = deletes_buffer(batch.num_rows(), deletes)?;
         let wal_body = record::encode_body(&batch, deletes.as_ref())?;
         Ok(Self::indexed(table, batch, deletes, wal_body)?)
@@ -88,6 +88,25 @@ impl PreparedWrite {
     pub fn num_rows(&self) -> usize {
         self.batch.num_rows()
     }
+}
+
+/// `batch`, copied into buffers of its own when it is a small part (a slice) of larger buffers.
+///
+/// A slice shares its parent's buffers. Kept as it is, it would pin the whole parent in the
+/// memtable and be charged for all of it: ingesting a large batch a slice at a time would fill
+/// the memory budget after a few slices. Copying costs one pass over the rows, and only batches
+/// holding more than twice (plus a page) the memory their rows need pay it.
+fn own_buffers(batch: RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let held = batch.get_array_memory_size();
+    let mut needed = 0;
+    for column in batch.columns() {
+        needed += column.to_data().get_slice_memory_size()?;
+    }
+    if held <= 2 * needed + 4096 {
+        return Ok(batch);
+    }
+    let all_rows = arrow_array::UInt64Array::from_iter_values(0..batch.num_rows() as u64);
+    arrow_select::take::take_record_batch(&batch, &all_rows)
 }
 
 /// The delete flags as a bitmap, or `None` when no row deletes.
