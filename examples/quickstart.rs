@@ -189,6 +189,20 @@ async fn run(folder: &std::path::Path) -> Result<(), Box<dyn Error>> {
         format!("found {count} rows after reopening, expected {ROWS}"),
     )?;
     println!("checked all {count} rows after reopening: ok");
+
+    // The reopened database takes writes as before.
+    db.ingest(rows(ROWS, BATCH_ROWS)).await?;
+    let found = db.get(Key::from(ROWS + BATCH_ROWS - 1)).await?;
+    check(
+        found.is_some(),
+        "a write after reopening is missing".to_owned(),
+    )?;
+    let metrics = db.metrics();
+    println!(
+        "wrote {BATCH_ROWS} more rows after reopening; the memtable holds {} keys in {:.1} MiB",
+        metrics.memtable_keys,
+        metrics.memtable_bytes as f64 / (1 << 20) as f64
+    );
     db.close().await?;
     Ok(())
 }

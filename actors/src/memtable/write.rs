@@ -52,13 +52,15 @@ impl PreparedWrite {
         Ok(Self::indexed(table, batch, deletes, wal_body)?)
     }
 
-    /// Prepares rows read back from the WAL (already conformed when they were committed).
+    /// Prepares rows read back from the WAL (already conformed when they were committed). They
+    /// are decoded without copying, as slices of the whole segment they were read from, so they
+    /// get buffers of their own (see `own_buffers`) instead of pinning the segment.
     pub fn replayed(
         table: &TableSchema,
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,
     ) -> Result<Self, SchemaError> {
-        Self::indexed(table, batch, deletes, Bytes::new())
+        Self::indexed(table, own_buffers(batch)?, deletes, Bytes::new())
     }
 
     fn indexed(
