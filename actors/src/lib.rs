@@ -2,7 +2,8 @@
 //!
 //! The engine is a set of actors, each owning its state and reached only through typed messages
 //! (see `DESIGN.md`): the [`wal`] writer, the [`memtable`], and — as they arrive — the flusher,
-//! compactor, manifest publisher and GC sweeper. The [`kernel`] gives them one run loop, bounded
+//! compactor, manifest publisher and GC sweeper. [`manifest`] holds the manifest's versions,
+//! record format and store, on which the publisher is built. The [`kernel`] gives them one run loop, bounded
 //! mailboxes and a shared [`kernel::Lifecycle`] that turns any actor failure into a clear error
 //! for every caller. [`table`] holds the table's schema and key encoding.
 //!
@@ -14,6 +15,7 @@
 
 mod encoding;
 pub mod kernel;
+pub mod manifest;
 pub mod memtable;
 pub mod metrics;
 pub mod table;
