@@ -5,7 +5,8 @@
 //! compactor, manifest publisher and GC sweeper. [`manifest`] holds the manifest's versions,
 //! record format and store, on which the publisher is built. The [`kernel`] gives them one run loop, bounded
 //! mailboxes and a shared [`kernel::Lifecycle`] that turns any actor failure into a clear error
-//! for every caller. [`table`] holds the table's schema and key encoding.
+//! for every caller. [`table`] holds the table's schema and key encoding; [`sst`] the Parquet files
+//! memtables are flushed to.
 //!
 //! Nothing here names a concrete runtime: time, tasks, randomness and files are reached through
 //! `damselfly_runtimes::{Runtime, Storage}`, so the same actors run on tokio, smol and the
@@ -18,6 +19,7 @@ pub mod kernel;
 pub mod manifest;
 pub mod memtable;
 pub mod metrics;
+pub mod sst;
 pub mod table;
 mod timestamp;
 pub mod wal;

@@ -311,6 +311,11 @@ impl TableSchema {
         Ok(self.key_encoder.convert_columns(&key_columns)?)
     }
 
+    /// Encodes keys given as arrays of the key columns (in key order, equal lengths).
+    pub fn encode_key_columns(&self, key_columns: &[ArrayRef]) -> Result<Rows, SchemaError> {
+        Ok(self.key_encoder.convert_columns(key_columns)?)
+    }
+
     /// Encodes one key given as single-row arrays of the key columns' types, in key order.
     pub fn encode_key(&self, key_columns: &[ArrayRef]) -> Result<KeyBytes, SchemaError> {
         let rows = self.key_encoder.convert_columns(key_columns)?;

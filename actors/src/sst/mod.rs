@@ -1,0 +1,252 @@
+//! SSTs: the immutable Parquet files that memtables are flushed to and compactions write.
+//!
+//! An SST is an ordinary Parquet file that DuckDB, pyarrow or polars can open. Its columns are
+//! the table's columns (same names, types and nullability, in the table's order) followed by
+//! [`COMMIT_TS_COLUMN`] and [`DELETED_COLUMN`]. Its rows are sorted by encoded key
+//! ([`KeyBytes`] order) ascending, then commit timestamp descending: a key may have several
+//! versions, newest first. A delete is a row whose delete flag is set; it keeps its key columns,
+//! its other columns are meaningless. The file's footer carries our own key-value metadata
+//! [`SST_METADATA_KEY`] (see [`footer`]): row and delete counts, key and timestamp ranges, and
+//! the block index — the encoded first key of every block of `page_rows` rows — which point
+//! lookups and key-range pruning use. `docs/format.md` ("SST") is the reference.
+//!
+//! Promises:
+//! - [`SstWriter`] writes what it is given, in the order given, and checks (in debug builds) that
+//!   the order is the SST order; the footer describes exactly the rows written;
+//! - [`SstReader::open`] accepts only a file whose schema is the table's SST schema and whose
+//!   footer parses and agrees with the Parquet metadata; anything else is
+//!   [`SstError::Corrupt`], never a panic;
+//! - reads return, for each key, the newest version with a commit timestamp `<=` the read
+//!   timestamp, deletes included (a merge above needs to see them). Only key ranges and
+//!   timestamps prune: no filter on a value column is ever pushed into Parquet, because that
+//!   could hide a key's newest version and resurrect an older one.
+
+mod bloom;
+mod cache;
+mod fetch;
+pub mod footer;
+mod metadata;
+mod reader;
+mod scan;
+mod writer;
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
+use damselfly_runtimes::StorageError;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+
+pub use cache::{BlockCache, BlockCacheStats, DEFAULT_BLOCK_CACHE_BYTES};
+pub use reader::{SstReader, SstVersion};
+pub use scan::{ScanOptions, SstChunk, SstScan};
+pub use writer::{EncodedSst, SstWriter};
+
+use crate::table::{KeyBytes, TableSchema};
+
+/// The engine column holding each row's commit timestamp (`UInt64`, not null).
+pub const COMMIT_TS_COLUMN: &str = "_damselfly_commit_ts";
+
+/// The engine column saying whether a row deletes its key (`Boolean`, not null).
+pub const DELETED_COLUMN: &str = "_damselfly_deleted";
+
+/// The Parquet footer key-value metadata key under which an SST keeps its [`footer`].
+pub const SST_METADATA_KEY: &str = "damselfly.sst";
+
+/// The Arrow schema of a table's SSTs: the table's fields, then [`COMMIT_TS_COLUMN`] and
+/// [`DELETED_COLUMN`].
+pub fn sst_schema(table: &TableSchema) -> SchemaRef {
+    let mut fields: Vec<Field> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.as_ref().clone())
+        .collect();
+    fields.push(Field::new(COMMIT_TS_COLUMN, DataType::UInt64, false));
+    fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// How an SST's pages are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SstCompression {
+    /// Zstandard at the given level (1..=22). Level 1 is the default: it meets the size target
+    /// and encodes fastest (see `docs/format.md`).
+    Zstd(i32),
+    /// Snappy: faster, larger.
+    Snappy,
+    /// No compression.
+    Uncompressed,
+}
+
+impl Default for SstCompression {
+    fn default() -> Self {
+        SstCompression::Zstd(1)
+    }
+}
+
+impl SstCompression {
+    fn to_parquet(self) -> Result<Compression, SstError> {
+        Ok(match self {
+            SstCompression::Zstd(level) => {
+                let level = ZstdLevel::try_new(level).map_err(|error| SstError::InvalidInput {
+                    reason: format!("zstd level {level}: {error}"),
+                })?;
+                Compression::ZSTD(level)
+            }
+            SstCompression::Snappy => Compression::SNAPPY,
+            SstCompression::Uncompressed => Compression::UNCOMPRESSED,
+        })
+    }
+}
+
+/// How SSTs are laid out. The defaults suit both scans and point lookups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SstOptions {
+    /// Rows per data page at most, and rows per block of the block index (default 4096).
+    pub page_rows: usize,
+    /// Rows per row group; a multiple of `page_rows` (default 131072).
+    pub row_group_rows: usize,
+    /// Page compression (default zstd level 1).
+    pub compression: SstCompression,
+    /// False positive probability of the key columns' bloom filters (default 0.01).
+    pub bloom_filter_fpp: f64,
+}
+
+impl Default for SstOptions {
+    fn default() -> Self {
+        Self {
+            page_rows: 4096,
+            row_group_rows: 131_072,
+            compression: SstCompression::default(),
+            bloom_filter_fpp: 0.01,
+        }
+    }
+}
+
+impl SstOptions {
+    /// Checks that the options make sense together.
+    pub fn validate(&self) -> Result<(), SstError> {
+        let invalid = |reason: String| Err(SstError::InvalidInput { reason });
+        if self.page_rows == 0 {
+            return invalid("page_rows must be at least 1".to_owned());
+        }
+        if self.row_group_rows == 0 || !self.row_group_rows.is_multiple_of(self.page_rows) {
+            return invalid(format!(
+                "row_group_rows ({}) must be a positive multiple of page_rows ({})",
+                self.row_group_rows, self.page_rows
+            ));
+        }
+        if !(self.bloom_filter_fpp > 0.0 && self.bloom_filter_fpp < 1.0) {
+            return invalid(format!(
+                "bloom_filter_fpp ({}) must be between 0 and 1, exclusive",
+                self.bloom_filter_fpp
+            ));
+        }
+        self.compression.to_parquet().map(|_| ())
+    }
+}
+
+/// What an SST holds, as recorded in its footer (and in the manifest's SST descriptors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SstInfo {
+    /// Rows (versions, deletes included).
+    pub rows: u64,
+    /// The file's size in bytes.
+    pub bytes: u64,
+    /// The smallest encoded key.
+    pub min_key: KeyBytes,
+    /// The largest encoded key.
+    pub max_key: KeyBytes,
+    /// The oldest commit timestamp.
+    pub min_ts: u64,
+    /// The newest commit timestamp.
+    pub max_ts: u64,
+    /// Rows that delete their key.
+    pub deletes: u64,
+    /// Whether every key appears in one row only.
+    pub unique_keys: bool,
+}
+
+/// A range of encoded keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The lower bound.
+    pub lower: Bound<KeyBytes>,
+    /// The upper bound.
+    pub upper: Bound<KeyBytes>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> Self {
+        Self {
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+        }
+    }
+
+    /// Whether `key` lies at or above the lower bound.
+    pub fn above_lower(&self, key: &[u8]) -> bool {
+        match &self.lower {
+            Bound::Unbounded => true,
+            Bound::Included(lower) => key >= lower.as_bytes(),
+            Bound::Excluded(lower) => key > lower.as_bytes(),
+        }
+    }
+
+    /// Whether `key` lies at or below the upper bound.
+    pub fn below_upper(&self, key: &[u8]) -> bool {
+        match &self.upper {
+            Bound::Unbounded => true,
+            Bound::Included(upper) => key <= upper.as_bytes(),
+            Bound::Excluded(upper) => key < upper.as_bytes(),
+        }
+    }
+
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.above_lower(key) && self.below_upper(key)
+    }
+}
+
+/// A failure to write or read an SST.
+#[derive(Debug, thiserror::Error)]
+pub enum SstError {
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Parquet failed to encode or decode.
+    #[error("parquet error in SST {path}: {source}")]
+    Parquet {
+        /// The SST's path (`"(new SST)"` while writing).
+        path: String,
+        /// The cause.
+        #[source]
+        source: ParquetError,
+    },
+    /// The file is not a readable SST of this table.
+    #[error("SST {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The SST's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Arrow refused an operation.
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    /// The caller's options or rows are not acceptable.
+    #[error("invalid SST input: {reason}")]
+    InvalidInput {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The path used in messages about an SST being written.
+const NEW_SST: &str = "(new SST)";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,349 @@
+//! [`SstReader`]: an open SST, answering point lookups and starting scans.
+//!
+//! Opening reads the file's tail once (footer, Parquet metadata, page index) and checks it
+//! ([`metadata`](super::metadata)). A point lookup ([`SstReader::get`]) then costs, at most, one
+//! read of a bloom filter per row group and key column (kept for the reader's life) and one read
+//! per block it decodes (kept in the shared [`BlockCache`]). It returns the key's newest version
+//! at or before the read timestamp — a delete included — or nothing.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_select::concat::concat_batches;
+use damselfly_runtimes::Storage;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::RowSelection;
+use parquet::arrow::push_decoder::{ParquetPushDecoderBuilder, RowGroupSelection};
+use parquet::bloom_filter::Sbbf;
+
+use super::bloom::probe_bytes;
+use super::cache::{Block, BlockCache};
+use super::fetch::{next_reader, read_ranges};
+use super::metadata::{self, SstMetadata};
+use super::scan::{ScanOptions, SstScan};
+use super::{KeyRange, SstError, SstInfo};
+use crate::table::{KeyBytes, TableSchema};
+
+/// One version of a key, as stored in an SST.
+#[derive(Debug, Clone)]
+pub struct SstVersion {
+    /// The commit that wrote it.
+    pub timestamp: u64,
+    /// Whether it deletes the key.
+    pub deleted: bool,
+    /// The row: one row of the table's columns, in the table's schema (meaningless apart from
+    /// the key columns when `deleted`).
+    pub row: RecordBatch,
+}
+
+/// An open SST. Cheap to clone; clones share the file's metadata and bloom filters.
+#[derive(Debug, Clone)]
+pub struct SstReader {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// The bloom filters of one row group's key columns, in key order (`None`: the column chunk has
+/// none).
+type KeyBlooms = Arc<Vec<Option<Sbbf>>>;
+
+/// What every clone of a reader and every scan of it share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub storage: Arc<dyn Storage>,
+    pub path: String,
+    pub table: Arc<TableSchema>,
+    pub metadata: SstMetadata,
+    pub info: SstInfo,
+    cache: Arc<BlockCache>,
+    cache_file: u64,
+    /// Per row group, per key column: the bloom filter once loaded (`None` inside: the column
+    /// chunk has none).
+    blooms: Mutex<Vec<Option<KeyBlooms>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.cache.forget_file(self.cache_file);
+    }
+}
+
+impl SstReader {
+    /// Opens the SST at `path` of `table`, caching its decoded blocks in `cache`.
+    pub async fn open(
+        storage: Arc<dyn Storage>,
+        path: &str,
+        table: Arc<TableSchema>,
+        cache: Arc<BlockCache>,
+    ) -> Result<SstReader, SstError> {
+        let metadata = metadata::load(storage.as_ref(), path, &table).await?;
+        let footer = &metadata.footer;
+        let info = SstInfo {
+            rows: footer.rows,
+            bytes: metadata.file_len,
+            min_key: footer.min_key.clone(),
+            max_key: footer.max_key.clone(),
+            min_ts: footer.min_ts,
+            max_ts: footer.max_ts,
+            deletes: footer.deletes,
+            unique_keys: footer.unique_keys,
+        };
+        let row_groups = metadata.parquet().num_row_groups();
+        let shared = Shared {
+            storage,
+            path: path.to_owned(),
+            table,
+            info,
+            cache_file: cache.register_file(),
+            cache,
+            blooms: Mutex::new(vec![None; row_groups]),
+            metadata,
+        };
+        Ok(SstReader {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// What the SST holds.
+    pub fn info(&self) -> &SstInfo {
+        &self.shared.info
+    }
+
+    /// The SST's path.
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    /// The newest version of `key` with a commit timestamp `<= read_at`, or `None`.
+    /// `key_columns` holds the key as one-row arrays of the key columns, in key order; the bloom
+    /// filters are probed with them.
+    pub async fn get(
+        &self,
+        key: &KeyBytes,
+        key_columns: &[ArrayRef],
+        read_at: u64,
+    ) -> Result<Option<SstVersion>, SstError> {
+        let info = &self.shared.info;
+        if read_at < info.min_ts || *key < info.min_key || *key > info.max_key {
+            return Ok(None);
+        }
+        let first_keys = &self.shared.metadata.footer.block_first_keys;
+        // The last block starting at or before the key holds the key if the file does.
+        let last = first_keys.partition_point(|first| first <= key) - 1;
+        let row_group = self.shared.metadata.blocks[last].row_group;
+        if !self.bloom_may_contain(row_group, key_columns).await? {
+            return Ok(None);
+        }
+        // The key's newest versions may sit at the end of the blocks before it.
+        let mut block = if first_keys[last] == *key {
+            first_keys
+                .partition_point(|first| first < key)
+                .saturating_sub(1)
+        } else {
+            last
+        };
+        while block <= last {
+            let decoded = self.block(block).await?;
+            let start = decoded.keys.partition_point(|row_key| row_key < key);
+            for row in start..decoded.keys.len() {
+                if decoded.keys[row] != *key {
+                    return Ok(None);
+                }
+                if decoded.timestamps[row] <= read_at {
+                    return Ok(Some(SstVersion {
+                        timestamp: decoded.timestamps[row],
+                        deleted: decoded.deleted.value(row),
+                        row: decoded.rows.slice(row, 1),
+                    }));
+                }
+            }
+            block += 1;
+        }
+        Ok(None)
+    }
+
+    /// Scans `range` at `read_at`, returning the table columns `projection` (indices into the
+    /// table's schema). See [`SstScan`].
+    pub fn scan(
+        &self,
+        range: KeyRange,
+        read_at: u64,
+        projection: &[usize],
+        options: ScanOptions,
+    ) -> Result<SstScan, SstError> {
+        SstScan::new(
+            Arc::clone(&self.shared),
+            range,
+            read_at,
+            projection,
+            options,
+        )
+    }
+
+    /// Whether the bloom filters of `row_group` allow the key; `true` when there are none.
+    async fn bloom_may_contain(
+        &self,
+        row_group: usize,
+        key_columns: &[ArrayRef],
+    ) -> Result<bool, SstError> {
+        let filters = self.blooms(row_group).await?;
+        for (filter, column) in filters.iter().zip(key_columns) {
+            if let (Some(filter), Some(probe)) = (filter, probe_bytes(column.as_ref()))
+                && !filter.check(probe.as_slice())
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The bloom filters of `row_group`'s key columns, read on first use.
+    async fn blooms(&self, row_group: usize) -> Result<KeyBlooms, SstError> {
+        let loaded = self.lock_blooms()[row_group].clone();
+        if let Some(filters) = loaded {
+            return Ok(filters);
+        }
+        let shared = &self.shared;
+        let group = shared.metadata.parquet().row_group(row_group);
+        let mut filters = Vec::with_capacity(shared.metadata.key_leaves.len());
+        for &leaf in &shared.metadata.key_leaves {
+            let column = group.column(leaf);
+            let (Some(offset), Some(length)) =
+                (column.bloom_filter_offset(), column.bloom_filter_length())
+            else {
+                filters.push(None);
+                continue;
+            };
+            let range = u64::try_from(offset)
+                .ok()
+                .zip(u64::try_from(length).ok())
+                .map(|(offset, length)| offset..offset.saturating_add(length))
+                .filter(|range| range.end <= shared.metadata.file_len)
+                .ok_or_else(|| {
+                    shared.corrupt(format!("bloom filter of column {leaf} is outside the file"))
+                })?;
+            let bytes = self.read_near_tail(range).await?;
+            let filter = Sbbf::from_bytes(&bytes).map_err(|error| {
+                shared.corrupt(format!("bloom filter of column {leaf}: {error}"))
+            })?;
+            filters.push(Some(filter));
+        }
+        let filters = Arc::new(filters);
+        self.lock_blooms()[row_group] = Some(Arc::clone(&filters));
+        Ok(filters)
+    }
+
+    /// `range` of the file, from the tail read at open when it lies there.
+    async fn read_near_tail(&self, range: std::ops::Range<u64>) -> Result<bytes::Bytes, SstError> {
+        let shared = &self.shared;
+        let tail = &shared.metadata.tail;
+        let tail_start = shared.metadata.file_len - tail.len() as u64;
+        if range.start >= tail_start {
+            let start = (range.start - tail_start) as usize;
+            return Ok(tail.slice(start..start + (range.end - range.start) as usize));
+        }
+        let mut buffers = read_ranges(shared.storage.as_ref(), &shared.path, &[range]).await?;
+        Ok(buffers.pop().unwrap_or_default())
+    }
+
+    fn lock_blooms(&self) -> std::sync::MutexGuard<'_, Vec<Option<KeyBlooms>>> {
+        // The vector only ever has slots replaced whole; a poisoned lock guards valid data.
+        self.shared
+            .blooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Block `number`, decoded, from the cache or the file.
+    async fn block(&self, number: usize) -> Result<Arc<Block>, SstError> {
+        let shared = &self.shared;
+        if let Some(block) = shared.cache.get(shared.cache_file, number) {
+            return Ok(block);
+        }
+        let block = Arc::new(shared.decode_block(number).await?);
+        shared
+            .cache
+            .insert(shared.cache_file, number, Arc::clone(&block));
+        Ok(block)
+    }
+}
+
+impl Shared {
+    pub(crate) fn corrupt(&self, reason: String) -> SstError {
+        SstError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    pub(crate) fn parquet_error(&self, source: parquet::errors::ParquetError) -> SstError {
+        SstError::Parquet {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads and decodes block `number`: every column of its rows.
+    async fn decode_block(&self, number: usize) -> Result<Block, SstError> {
+        let place = self.metadata.blocks[number];
+        let group_rows = self
+            .metadata
+            .parquet()
+            .row_group(place.row_group)
+            .num_rows() as usize;
+        let rows = place.first_row..place.first_row + place.rows;
+        let selection = RowSelection::from_consecutive_ranges(std::iter::once(rows), group_rows);
+        let mut decoder = ParquetPushDecoderBuilder::new_with_metadata(self.metadata.arrow.clone())
+            .with_projection(ProjectionMask::all())
+            .with_batch_size(place.rows)
+            .with_row_group_selections(vec![RowGroupSelection::new(
+                place.row_group,
+                Some(selection),
+            )])
+            .build()
+            .map_err(|error| self.parquet_error(error))?;
+        let mut batches = Vec::new();
+        while let Some(reader) =
+            next_reader(&mut decoder, self.storage.as_ref(), &self.path).await?
+        {
+            for batch in reader {
+                batches.push(batch.map_err(|error| self.parquet_error(error.into()))?);
+            }
+        }
+        let batch = concat_batches(self.metadata.arrow.schema(), &batches)?;
+        if batch.num_rows() != place.rows {
+            return Err(self.corrupt(format!(
+                "block {number} decoded to {} rows, expected {}",
+                batch.num_rows(),
+                place.rows
+            )));
+        }
+        self.block_from_batch(&batch)
+    }
+
+    /// Splits a decoded batch of every SST column into a [`Block`].
+    fn block_from_batch(&self, batch: &RecordBatch) -> Result<Block, SstError> {
+        let user_columns = self.table.schema().fields().len();
+        let rows = RecordBatch::try_new(
+            Arc::clone(self.table.schema()),
+            batch.columns()[..user_columns].to_vec(),
+        )?;
+        let keys = self
+            .table
+            .encode_keys(&rows)
+            .map_err(|error| self.corrupt(format!("keys do not encode: {error}")))?;
+        let keys = keys
+            .iter()
+            .map(|row| KeyBytes::from_slice(row.data()))
+            .collect();
+        let timestamps = batch.column(user_columns).as_primitive::<UInt64Type>();
+        let deleted = batch.column(user_columns + 1).as_boolean();
+        Ok(Block {
+            rows,
+            keys,
+            timestamps: timestamps.values().clone(),
+            deleted: deleted.values().clone(),
+        })
+    }
+}

@@ -1,0 +1,552 @@
+//! [`SstScan`]: the visible versions of a key range of one SST, in key order.
+//!
+//! A scan yields, for each key in its range, the newest version with a commit timestamp `<=`
+//! its read timestamp — deletes included, because the merge above needs them to hide older
+//! versions in other sources — and nothing for keys whose versions are all newer.
+//!
+//! It reads only what it needs: the blocks of the range (the block index maps the range to rows;
+//! the page index maps rows to pages), and only the projected columns plus those it works with
+//! (key columns, commit timestamp, delete flag). Nothing is read when the file's versions are
+//! all newer than the read timestamp. When every key appears once, every version is visible and
+//! there are no deletes (the common flushed file), it does no per-row work at all; with
+//! [`ScanOptions::single_source`] it then decodes exactly the projected columns.
+//!
+//! It never filters on a value column: a filter could hide a key's newest version and let an
+//! older one show through.
+
+use std::collections::BTreeSet;
+use std::ops::{Bound, Range};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, ScalarBuffer};
+use arrow_row::Rows;
+use arrow_schema::SchemaRef;
+use arrow_select::filter::{FilterBuilder, FilterPredicate};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowSelection};
+use parquet::arrow::push_decoder::{
+    ParquetPushDecoder, ParquetPushDecoderBuilder, RowGroupSelection,
+};
+
+use super::fetch::next_reader;
+use super::reader::Shared;
+use super::{KeyRange, SstError};
+use crate::table::KeyBytes;
+
+/// What a scan computes besides the projected columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanOptions {
+    /// Return each row's encoded key (a merge of several sources needs them).
+    pub need_keys: bool,
+    /// Return each row's commit timestamp.
+    pub need_timestamps: bool,
+    /// Rows per decoded batch.
+    pub batch_rows: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self {
+            need_keys: true,
+            need_timestamps: true,
+            batch_rows: 8192,
+        }
+    }
+}
+
+impl ScanOptions {
+    /// For a caller with this SST as its only source: no keys, no timestamps.
+    pub fn single_source() -> Self {
+        Self {
+            need_keys: false,
+            need_timestamps: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// Visible versions, in key order, at most one per key.
+#[derive(Debug, Clone)]
+pub struct SstChunk {
+    /// The projected table columns.
+    pub batch: RecordBatch,
+    /// The rows' encoded keys, if [`ScanOptions::need_keys`].
+    pub keys: Option<Vec<KeyBytes>>,
+    /// The rows' commit timestamps, if [`ScanOptions::need_timestamps`].
+    pub timestamps: Option<ScalarBuffer<u64>>,
+    /// Which rows delete their key.
+    pub deleted: BooleanBuffer,
+}
+
+/// How much version work a scan does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Every key once, every version visible, no deletes: rows pass through.
+    PassThrough,
+    /// Every key once: keep the rows at or before the read timestamp.
+    UniqueKeys,
+    /// Keys with several versions: keep each key's newest visible one.
+    Versions,
+}
+
+/// Where the columns a scan works with are in its decoded batches.
+#[derive(Debug)]
+struct Layout {
+    output: Vec<usize>,
+    keys: Vec<usize>,
+    timestamp: Option<usize>,
+    deleted: Option<usize>,
+}
+
+/// A scan of one SST; see the module documentation.
+pub struct SstScan {
+    shared: Arc<Shared>,
+    decoder: Option<ParquetPushDecoder>,
+    reader: Option<ParquetRecordBatchReader>,
+    layout: Layout,
+    output_schema: SchemaRef,
+    mode: Mode,
+    range: KeyRange,
+    read_at: u64,
+    options: ScanOptions,
+    /// File row number of the next decoded row.
+    next_row: u64,
+    /// Rows before this may lie below the range.
+    lower_edge_end: u64,
+    /// Rows from this on may lie above the range.
+    upper_edge_start: u64,
+    /// The last key seen and whether a version of it was returned.
+    carry: Option<(KeyBytes, bool)>,
+}
+
+impl std::fmt::Debug for SstScan {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SstScan")
+            .field("path", &self.shared.path)
+            .field("mode", &self.mode)
+            .field("read_at", &self.read_at)
+            .field("next_row", &self.next_row)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SstScan {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        range: KeyRange,
+        read_at: u64,
+        projection: &[usize],
+        options: ScanOptions,
+    ) -> Result<Self, SstError> {
+        Self::with_mode(shared, range, read_at, projection, options, None)
+    }
+
+    /// A scan in `mode` if given, else in the cheapest mode the file allows. A mode that does
+    /// more work than needed gives the same rows (tests use this to check the cheap modes).
+    pub(crate) fn with_mode(
+        shared: Arc<Shared>,
+        range: KeyRange,
+        read_at: u64,
+        projection: &[usize],
+        options: ScanOptions,
+        mode: Option<Mode>,
+    ) -> Result<Self, SstError> {
+        let info = &shared.info;
+        let output_schema = Arc::new(shared.table.schema().project(projection)?);
+        let mode = mode.unwrap_or(if !info.unique_keys {
+            Mode::Versions
+        } else if info.max_ts <= read_at && info.deletes == 0 {
+            Mode::PassThrough
+        } else {
+            Mode::UniqueKeys
+        });
+        let bounded = !matches!(
+            (&range.lower, &range.upper),
+            (Bound::Unbounded, Bound::Unbounded)
+        );
+        let (roots, layout) = layout(&shared, projection, mode, bounded, options);
+        let blocks = block_span(&shared, &range, read_at);
+        let rows_before = |block: usize| -> u64 {
+            shared.metadata.blocks[..block]
+                .iter()
+                .map(|place| place.rows as u64)
+                .sum()
+        };
+        let (first_row, lower_edge_end, upper_edge_start) = match &blocks {
+            Some(blocks) => (
+                rows_before(blocks.start),
+                rows_before(blocks.start + 1),
+                rows_before(blocks.end - 1),
+            ),
+            None => (0, 0, 0),
+        };
+        let decoder = match blocks {
+            Some(blocks) => Some(decoder(&shared, blocks, roots, options.batch_rows)?),
+            None => None,
+        };
+        Ok(Self {
+            shared,
+            decoder,
+            reader: None,
+            layout,
+            output_schema,
+            mode,
+            range,
+            read_at,
+            options,
+            next_row: first_row,
+            lower_edge_end,
+            upper_edge_start,
+            carry: None,
+        })
+    }
+
+    /// How many columns each decoded batch has.
+    #[cfg(test)]
+    pub(crate) fn decoded_columns(&self) -> usize {
+        let layout = &self.layout;
+        let mut positions: BTreeSet<usize> = layout.output.iter().copied().collect();
+        positions.extend(layout.keys.iter().copied());
+        positions.extend(layout.timestamp);
+        positions.extend(layout.deleted);
+        positions.len()
+    }
+
+    /// The next chunk of visible versions, or `None` at the end of the range.
+    pub async fn next_chunk(&mut self) -> Result<Option<SstChunk>, SstError> {
+        loop {
+            if let Some(reader) = &mut self.reader {
+                match reader.next() {
+                    Some(batch) => {
+                        let batch =
+                            batch.map_err(|error| self.shared.parquet_error(error.into()))?;
+                        if let Some(chunk) = self.chunk(&batch)? {
+                            return Ok(Some(chunk));
+                        }
+                        continue;
+                    }
+                    None => self.reader = None,
+                }
+            }
+            let Some(decoder) = &mut self.decoder else {
+                return Ok(None);
+            };
+            match next_reader(decoder, self.shared.storage.as_ref(), &self.shared.path).await? {
+                Some(reader) => self.reader = Some(reader),
+                None => self.decoder = None,
+            }
+        }
+    }
+
+    /// The visible versions of one decoded batch.
+    fn chunk(&mut self, batch: &RecordBatch) -> Result<Option<SstChunk>, SstError> {
+        let length = batch.num_rows();
+        let first_row = self.next_row;
+        self.next_row += length as u64;
+        let at_lower_edge =
+            !matches!(self.range.lower, Bound::Unbounded) && first_row < self.lower_edge_end;
+        let at_upper_edge = !matches!(self.range.upper, Bound::Unbounded)
+            && first_row + length as u64 > self.upper_edge_start;
+        let keys = if at_lower_edge
+            || at_upper_edge
+            || self.mode == Mode::Versions
+            || self.options.need_keys
+        {
+            Some(self.encode_keys(batch)?)
+        } else {
+            None
+        };
+        let mut window = 0..length;
+        if let Some(keys) = keys.as_ref().filter(|_| at_lower_edge || at_upper_edge) {
+            window.start = partition_point(0..length, |row| {
+                !self.range.above_lower(keys.row(row).data())
+            });
+            window.end = partition_point(window.start..length, |row| {
+                self.range.below_upper(keys.row(row).data())
+            });
+            if window.end < length {
+                // Past the range: nothing after this batch is wanted.
+                self.decoder = None;
+                self.reader = None;
+            }
+        }
+        if window.is_empty() {
+            return Ok(None);
+        }
+        let timestamps = self.layout.timestamp.map(|position| {
+            batch
+                .column(position)
+                .as_primitive::<UInt64Type>()
+                .values()
+                .clone()
+        });
+        let selected = self.select(window.clone(), keys.as_ref(), timestamps.as_ref());
+        self.assemble(batch, window, selected, keys.as_ref(), timestamps)
+    }
+
+    fn encode_keys(&self, batch: &RecordBatch) -> Result<Rows, SstError> {
+        let columns: Vec<ArrayRef> = self
+            .layout
+            .keys
+            .iter()
+            .map(|&position| Arc::clone(batch.column(position)))
+            .collect();
+        self.shared
+            .table
+            .encode_key_columns(&columns)
+            .map_err(|error| self.shared.corrupt(format!("keys do not encode: {error}")))
+    }
+
+    /// Which rows of `window` to return: `None` for all of them.
+    fn select(
+        &mut self,
+        window: Range<usize>,
+        keys: Option<&Rows>,
+        timestamps: Option<&ScalarBuffer<u64>>,
+    ) -> Option<BooleanBuffer> {
+        let read_at = self.read_at;
+        const DECODED: &str =
+            "layout() decodes the keys and timestamps of every mode but PassThrough";
+        match self.mode {
+            Mode::PassThrough => None,
+            Mode::UniqueKeys => {
+                if self.shared.info.max_ts <= read_at {
+                    return None;
+                }
+                let timestamps = &timestamps.expect(DECODED)[window.clone()];
+                Some(BooleanBuffer::collect_bool(window.len(), |row| {
+                    timestamps[row] <= read_at
+                }))
+            }
+            Mode::Versions => {
+                Some(self.newest_visible(window, keys.expect(DECODED), timestamps.expect(DECODED)))
+            }
+        }
+    }
+
+    /// Marks each key's newest version at or before the read timestamp, carrying the last key
+    /// over to the next batch.
+    fn newest_visible(
+        &mut self,
+        window: Range<usize>,
+        keys: &Rows,
+        timestamps: &ScalarBuffer<u64>,
+    ) -> BooleanBuffer {
+        let mut selected = BooleanBufferBuilder::new(window.len());
+        let (previous, mut found) = match self.carry.take() {
+            Some((key, found)) => (Some(key), found),
+            None => (None, false),
+        };
+        for row in window.clone() {
+            let key = keys.row(row);
+            let same = if row == window.start {
+                previous
+                    .as_ref()
+                    .is_some_and(|previous| previous.as_bytes() == key.data())
+            } else {
+                keys.row(row - 1) == key
+            };
+            found &= same;
+            let visible = !found && timestamps[row] <= self.read_at;
+            found |= visible;
+            selected.append(visible);
+        }
+        let last = KeyBytes::from_slice(keys.row(window.end - 1).data());
+        self.carry = Some((last, found));
+        selected.finish()
+    }
+
+    /// Builds the chunk of the `selected` rows of `window`.
+    fn assemble(
+        &self,
+        batch: &RecordBatch,
+        window: Range<usize>,
+        selected: Option<BooleanBuffer>,
+        keys: Option<&Rows>,
+        timestamps: Option<ScalarBuffer<u64>>,
+    ) -> Result<Option<SstChunk>, SstError> {
+        let length = window.len();
+        let predicate = selected.as_ref().map(|mask| {
+            FilterBuilder::new(&arrow_array::BooleanArray::new(mask.clone(), None))
+                .optimize()
+                .build()
+        });
+        let rows = predicate.as_ref().map_or(length, FilterPredicate::count);
+        if rows == 0 {
+            return Ok(None);
+        }
+        let pick = |array: &ArrayRef| -> Result<ArrayRef, SstError> {
+            let array = array.slice(window.start, length);
+            Ok(match &predicate {
+                Some(predicate) => predicate.filter(&array)?,
+                None => array,
+            })
+        };
+        let columns = self
+            .layout
+            .output
+            .iter()
+            .map(|&position| pick(batch.column(position)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let output =
+            RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
+        let keys = match (self.options.need_keys, keys) {
+            (true, Some(keys)) => Some(selected_keys(keys, window.clone(), selected.as_ref())),
+            _ => None,
+        };
+        let timestamps = match (self.options.need_timestamps, timestamps) {
+            (true, Some(timestamps)) => {
+                let array: ArrayRef = Arc::new(arrow_array::UInt64Array::new(timestamps, None));
+                Some(pick(&array)?.as_primitive::<UInt64Type>().values().clone())
+            }
+            _ => None,
+        };
+        let deleted = match self.layout.deleted {
+            Some(position) => pick(batch.column(position))?.as_boolean().values().clone(),
+            None => BooleanBuffer::new_unset(rows),
+        };
+        Ok(Some(SstChunk {
+            batch: output,
+            keys,
+            timestamps,
+            deleted,
+        }))
+    }
+}
+
+/// The keys of the rows of `window` that `mask` selects (all without one).
+fn selected_keys(keys: &Rows, window: Range<usize>, mask: Option<&BooleanBuffer>) -> Vec<KeyBytes> {
+    let key = |row: usize| KeyBytes::from_slice(keys.row(row).data());
+    match mask {
+        None => window.map(key).collect(),
+        Some(mask) => mask
+            .set_indices()
+            .map(|index| key(window.start + index))
+            .collect(),
+    }
+}
+
+/// The first index of `range` for which `is_left` is false (`is_left` is true, then false).
+fn partition_point(range: Range<usize>, is_left: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if is_left(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
+/// The Parquet root columns a scan decodes, and where each lands in its batches.
+fn layout(
+    shared: &Shared,
+    projection: &[usize],
+    mode: Mode,
+    bounded: bool,
+    options: ScanOptions,
+) -> (Vec<usize>, Layout) {
+    let user_columns = shared.table.schema().fields().len();
+    let (timestamp_root, deleted_root) = (user_columns, user_columns + 1);
+    let need_keys = options.need_keys || bounded || mode == Mode::Versions;
+    let need_timestamps = options.need_timestamps || mode != Mode::PassThrough;
+    let need_deleted = mode != Mode::PassThrough && shared.info.deletes > 0;
+    let mut roots: BTreeSet<usize> = projection.iter().copied().collect();
+    if need_keys {
+        roots.extend(shared.table.key_indices().iter().copied());
+    }
+    if need_timestamps {
+        roots.insert(timestamp_root);
+    }
+    if need_deleted {
+        roots.insert(deleted_root);
+    }
+    let roots: Vec<usize> = roots.into_iter().collect();
+    let position = |root: usize| roots.binary_search(&root).ok();
+    let layout = Layout {
+        output: projection
+            .iter()
+            .filter_map(|&root| position(root))
+            .collect(),
+        keys: match need_keys {
+            true => shared
+                .table
+                .key_indices()
+                .iter()
+                .filter_map(|&root| position(root))
+                .collect(),
+            false => Vec::new(),
+        },
+        timestamp: position(timestamp_root),
+        deleted: position(deleted_root),
+    };
+    (roots, layout)
+}
+
+/// The blocks that may hold keys of `range` visible at `read_at`, or `None` if none can.
+fn block_span(shared: &Shared, range: &KeyRange, read_at: u64) -> Option<Range<usize>> {
+    let info = &shared.info;
+    if read_at < info.min_ts
+        || !range.below_upper(info.min_key.as_bytes())
+        || !range.above_lower(info.max_key.as_bytes())
+    {
+        return None;
+    }
+    let first_keys = &shared.metadata.footer.block_first_keys;
+    let start = match &range.lower {
+        Bound::Unbounded => 0,
+        Bound::Included(key) => first_keys
+            .partition_point(|first| first < key)
+            .saturating_sub(1),
+        Bound::Excluded(key) => first_keys
+            .partition_point(|first| first <= key)
+            .saturating_sub(1),
+    };
+    let end = match &range.upper {
+        Bound::Unbounded => first_keys.len(),
+        Bound::Included(key) => first_keys.partition_point(|first| first <= key),
+        Bound::Excluded(key) => first_keys.partition_point(|first| first < key),
+    };
+    (start < end).then_some(start..end)
+}
+
+/// A decoder of the `roots` columns of `blocks`.
+fn decoder(
+    shared: &Shared,
+    blocks: Range<usize>,
+    roots: Vec<usize>,
+    batch_rows: usize,
+) -> Result<ParquetPushDecoder, SstError> {
+    let parquet = shared.metadata.parquet();
+    let places = &shared.metadata.blocks[blocks];
+    let mut selections: Vec<RowGroupSelection> = Vec::new();
+    let mut index = 0;
+    while index < places.len() {
+        let row_group = places[index].row_group;
+        let first = places[index].first_row;
+        let mut end = first;
+        while index < places.len() && places[index].row_group == row_group {
+            end = places[index].first_row + places[index].rows;
+            index += 1;
+        }
+        let group_rows = parquet.row_group(row_group).num_rows() as usize;
+        let selection = (first > 0 || end < group_rows).then(|| {
+            RowSelection::from_consecutive_ranges(std::iter::once(first..end), group_rows)
+        });
+        selections.push(RowGroupSelection::new(row_group, selection));
+    }
+    let projection = ProjectionMask::roots(shared.metadata.arrow.parquet_schema(), roots);
+    ParquetPushDecoderBuilder::new_with_metadata(shared.metadata.arrow.clone())
+        .with_projection(projection)
+        .with_batch_size(batch_rows.max(1))
+        .with_row_group_selections(selections)
+        .build()
+        .map_err(|error| shared.parquet_error(error))
+}

@@ -1,0 +1,92 @@
+//! Tests of the SST format: round trips against a `BTreeMap` model, point lookups, pruning,
+//! damaged files. Randomized tests print their seed; rerun one with `SST_TEST_SEED=<seed>`.
+
+mod corrupt;
+mod get;
+mod model;
+mod performance;
+mod pruning;
+mod scan;
+mod storage;
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use damselfly_runtimes::{MemoryStorage, Storage};
+
+use self::model::Model;
+use super::*;
+
+/// Seeds for randomized tests: the one in `SST_TEST_SEED` if set, else a fixed list.
+// Reading the environment is how a failing seed is replayed; tests are not engine code.
+#[allow(clippy::disallowed_methods)]
+fn seeds() -> Vec<u64> {
+    match std::env::var("SST_TEST_SEED") {
+        Ok(seed) => vec![seed.parse().expect("SST_TEST_SEED is a number")],
+        Err(_) => vec![1, 2, 3, 0x5eed, 0xdead_beef],
+    }
+}
+
+/// Small pages and row groups, so that a few hundred rows make many blocks and row groups.
+fn small_options() -> SstOptions {
+    SstOptions {
+        page_rows: 8,
+        row_group_rows: 32,
+        ..SstOptions::default()
+    }
+}
+
+/// Encodes the model's versions into an SST, in batches of random sizes.
+fn encode(model: &Model, options: &SstOptions, seed: u64) -> EncodedSst {
+    let (batch, keys) = model.sst_rows();
+    let mut writer = SstWriter::new(&model.table, options, batch.num_rows()).expect("writer");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut offset = 0;
+    while offset < batch.num_rows() {
+        let length = rng.usize(1..=50).min(batch.num_rows() - offset);
+        writer
+            .write(&batch.slice(offset, length), &keys[offset..offset + length])
+            .expect("write");
+        offset += length;
+    }
+    writer.finish().expect("finish")
+}
+
+/// Stores `sst` in fresh memory storage and opens it.
+fn open(model: &Model, sst: &EncodedSst) -> (Arc<MemoryStorage>, SstReader) {
+    let storage = Arc::new(MemoryStorage::new());
+    smol::block_on(storage.put("sst/1.parquet", sst.bytes.clone())).expect("put");
+    let reader = open_at(Arc::clone(&storage) as Arc<dyn Storage>, model);
+    (storage, reader)
+}
+
+fn open_at(storage: Arc<dyn Storage>, model: &Model) -> SstReader {
+    let cache = Arc::new(BlockCache::default());
+    smol::block_on(SstReader::open(
+        storage,
+        "sst/1.parquet",
+        Arc::clone(&model.table),
+        cache,
+    ))
+    .expect("open")
+}
+
+/// Every chunk of a scan.
+fn collect(mut scan: SstScan) -> Vec<SstChunk> {
+    let mut chunks = Vec::new();
+    while let Some(chunk) = smol::block_on(scan.next_chunk()).expect("next chunk") {
+        assert!(chunk.batch.num_rows() > 0, "chunks are never empty");
+        chunks.push(chunk);
+    }
+    chunks
+}
+
+/// One-row arrays of the key columns of `row` of `batch`.
+fn key_columns(model: &Model, batch: &RecordBatch, row: usize) -> Vec<ArrayRef> {
+    model
+        .table
+        .key_indices()
+        .iter()
+        .map(|&index| batch.column(index).slice(row, 1))
+        .collect()
+}

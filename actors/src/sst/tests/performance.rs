@@ -1,0 +1,1 @@
+//! Release-mode measurements (ignored by default).
