@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::SchemaRef;
+use damselfly_actors::manifest::Retention;
+use damselfly_actors::sst::{SstCompression, SstOptions};
 use damselfly_actors::table::TableSchema;
 use damselfly_actors::wal::{WalOptions, WalSyncPolicy};
 use damselfly_runtimes::{FusioStorage, Runtime, Storage};
@@ -31,22 +33,37 @@ pub(crate) enum Location {
 pub(crate) struct Options {
     pub(crate) wal: WalOptions,
     pub(crate) memtable_bytes: usize,
+    pub(crate) max_sealed_memtables: usize,
     pub(crate) write_stall_timeout: Duration,
     pub(crate) mailbox_capacity: usize,
+    pub(crate) sst: SstOptions,
+    pub(crate) block_cache_bytes: usize,
+    pub(crate) retention: Retention,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             wal: WalOptions::default(),
-            memtable_bytes: 256 << 20,
+            memtable_bytes: 64 << 20,
+            max_sealed_memtables: 2,
             write_stall_timeout: Duration::from_secs(30),
             mailbox_capacity: 1024,
+            sst: SstOptions::default(),
+            block_cache_bytes: 64 << 20,
+            retention: Retention::KEEP_ALL,
         }
     }
 }
 
 impl Options {
+    /// Memtable memory writers may fill before they wait: the writable memtable and the sealed
+    /// ones waiting to be flushed.
+    pub(crate) fn budget_bytes(&self) -> usize {
+        self.memtable_bytes
+            .saturating_mul(self.max_sealed_memtables.saturating_add(1))
+    }
+
     fn validate(&self) -> Result<(), Error> {
         let positive = |value: u64, name: &str| {
             if value == 0 {
@@ -68,6 +85,12 @@ impl Options {
             "write_stall_timeout",
         )?;
         positive(self.mailbox_capacity as u64, "mailbox_capacity")?;
+        positive(self.max_sealed_memtables as u64, "max_sealed_memtables")?;
+        if self.retention.versions == Some(0) {
+            return Err(Error::invalid_input(
+                "retain_versions(0) would keep no version at all; keep at least one",
+            ));
+        }
         match self.wal.sync_policy {
             WalSyncPolicy::IntervalBytes(0) => Err(Error::invalid_input(
                 "WalSyncPolicy::IntervalBytes(0) would sync every commit; use WalSyncPolicy::Always",
@@ -198,10 +221,44 @@ impl DbBuilder {
         self
     }
 
-    /// The memory budget of the memtable, data and index (default 256 MiB). A write that does
-    /// not fit waits for room (see [`DbBuilder::write_stall_timeout`]).
+    /// The size (data and index) at which the writable memtable is sealed and flushed to an SST
+    /// (default 64 MiB).
     pub fn memtable_bytes(mut self, bytes: usize) -> Self {
         self.options.memtable_bytes = bytes;
+        self
+    }
+
+    /// How many sealed memtables may wait for the flusher before writers wait for it (default 2).
+    /// Memtable memory is bounded by `memtable_bytes × (1 + max_sealed_memtables)`.
+    pub fn max_sealed_memtables(mut self, count: usize) -> Self {
+        self.options.max_sealed_memtables = count;
+        self
+    }
+
+    /// How SSTs are compressed (default zstd).
+    pub fn sst_compression(mut self, compression: SstCompression) -> Self {
+        self.options.sst.compression = compression;
+        self
+    }
+
+    /// Memory for decoded SST blocks that point lookups reuse (default 64 MiB).
+    pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
+        self.options.block_cache_bytes = bytes;
+        self
+    }
+
+    /// Keeps at least the newest `versions` commits readable with
+    /// [`Db::snapshot_at`](crate::Db::snapshot_at) (by default every commit is kept).
+    pub fn retain_versions(mut self, versions: u64) -> Self {
+        self.options.retention.versions = Some(versions);
+        self
+    }
+
+    /// Keeps the commits of at least the last `age` readable with
+    /// [`Db::snapshot_at`](crate::Db::snapshot_at). With both a count and an age, a commit is
+    /// kept if either keeps it.
+    pub fn retain_for(mut self, age: Duration) -> Self {
+        self.options.retention.age = Some(age);
         self
     }
 

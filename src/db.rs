@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow_array::RecordBatch;
 use damselfly_actors::Timestamp;
 use damselfly_actors::kernel::{Address, Lifecycle, Unavailable};
-use damselfly_actors::memtable::{MemtableMessage, PreparedWrite, Visibility, WriteBudget};
+use damselfly_actors::memtable::{
+    MemtableMessage, PreparedWrite, ReadView, Visibility, WriteBudget,
+};
 use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::table::TableSchema;
 use damselfly_runtimes::{JoinHandle, Runtime, Storage};
@@ -58,7 +60,34 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// A version of the database: the state right after one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VersionInfo {
+    /// The commit timestamp that addresses it ([`Db::snapshot_at`]).
+    pub timestamp: Timestamp,
+}
+
+/// Why a stalled write woke up.
+enum Stall {
+    Failed,
+    Released,
+    TimedOut,
+}
+
 impl DbInner {
+    /// The oldest commit timestamp time travel can read, under the retention.
+    pub(crate) fn oldest_version(&self, view: &ReadView) -> u64 {
+        let now_ms = self
+            .runtime
+            .wall_clock()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        view.version
+            .version
+            .oldest_timestamp(&self.options.retention, now_ms)
+    }
+
     /// `Ok` while the database accepts work.
     pub(crate) fn check_open(&self) -> Result<(), Error> {
         Ok(self.lifecycle.check()?)
@@ -109,7 +138,7 @@ impl Db {
         if write.num_rows() == 0 {
             return Ok(inner.visibility.watermark());
         }
-        self.admit(write.memory_bytes).await?;
+        self.admit(write.rows.memory_bytes).await?;
         inner
             .memtable
             .ask(|reply| MemtableMessage::Commit { write, reply })
@@ -117,41 +146,106 @@ impl Db {
             .map_err(|_| inner.unavailable())
     }
 
-    /// Waits until the memtable budget has room for `bytes`, up to the stall timeout.
+    /// Waits until the memtable budget has room for `bytes` — memory comes back as flushes
+    /// complete — up to the stall timeout.
     async fn admit(&self, bytes: usize) -> Result<(), Error> {
         let inner = &self.inner;
         if inner.budget.try_reserve(bytes) {
             return Ok(());
         }
         inner.metrics.write_stalls.add(1);
-        // Memtable memory is given back when memtables are flushed to SSTs; until then a full
-        // budget stays full, so the wait can only end in the timeout or a failure.
-        let failed = async {
-            inner.lifecycle.failed().await;
-            true
-        };
-        let timed_out = async {
-            inner.runtime.sleep(inner.options.write_stall_timeout).await;
-            false
-        };
-        if failed.or(timed_out).await {
-            return Err(inner.unavailable());
-        }
-        if inner.budget.try_reserve(bytes) {
-            return Ok(());
+        let deadline = inner.runtime.now() + inner.options.write_stall_timeout;
+        loop {
+            // Listen before trying again, so a release in between is not missed.
+            let released = inner.budget.listen();
+            if inner.budget.try_reserve(bytes) {
+                return Ok(());
+            }
+            let remaining = deadline.saturating_duration_since(inner.runtime.now());
+            if remaining.is_zero() {
+                break;
+            }
+            let failed = async {
+                inner.lifecycle.failed().await;
+                Stall::Failed
+            };
+            let released = async {
+                released.await;
+                Stall::Released
+            };
+            let timed_out = async {
+                inner.runtime.sleep(remaining).await;
+                Stall::TimedOut
+            };
+            match failed.or(released.or(timed_out)).await {
+                Stall::Failed => return Err(inner.unavailable()),
+                Stall::Released => {}
+                Stall::TimedOut => break,
+            }
         }
         inner.metrics.write_stall_timeouts.add(1);
         Err(Error::new(
             ErrorKind::Io,
             format!(
-                "the memtable is full ({} of {} bytes in use) and no room was freed within {:?}; \
-                 this write of {bytes} bytes was not applied. Raise memtable_bytes or \
-                 write_stall_timeout, or write less at a time.",
+                "the memtables are full ({} of {} bytes in use) and flushing freed no room within                  {:?}; this write of {bytes} bytes was not applied. Check the storage (flushes may                  be failing or slow), or raise memtable_bytes or write_stall_timeout.",
                 inner.budget.used(),
                 inner.budget.limit(),
                 inner.options.write_stall_timeout,
             ),
         ))
+    }
+
+    /// Seals the writable memtable and flushes every commit acknowledged so far to SSTs;
+    /// returns once the manifest version naming them is published. Afterwards the write-ahead
+    /// log holds nothing older, and opening the database replays nothing of it.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        inner
+            .memtable
+            .ask(|reply| MemtableMessage::FlushAll { reply })
+            .await
+            .map_err(|_| inner.unavailable())?;
+        Ok(())
+    }
+
+    /// The newest `count` versions a snapshot can be taken at, newest first. Every commit is a
+    /// version, addressed by its commit timestamp; versions older than the retention
+    /// ([`DbBuilder::retain_versions`](crate::DbBuilder::retain_versions),
+    /// [`retain_for`](crate::DbBuilder::retain_for)) are not listed.
+    pub async fn list_versions(&self, count: usize) -> Result<Vec<VersionInfo>, Error> {
+        self.inner.check_open()?;
+        let (view, newest) = self.inner.visibility.snapshot();
+        let oldest = self.inner.oldest_version(&view).max(1);
+        Ok((oldest..=newest.get())
+            .rev()
+            .take(count)
+            .map(|timestamp| VersionInfo {
+                timestamp: Timestamp::new(timestamp),
+            })
+            .collect())
+    }
+
+    /// A snapshot that reads exactly the commits at or before `timestamp`. Fails with
+    /// [`ErrorKind::InvalidInput`] when `timestamp` is newer than the newest commit or older than
+    /// the retention keeps (the message names the oldest available timestamp).
+    pub async fn snapshot_at(&self, timestamp: Timestamp) -> Result<Snapshot, Error> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let (view, newest) = inner.visibility.snapshot();
+        if timestamp > newest {
+            return Err(Error::invalid_input(format!(
+                "timestamp {timestamp} is newer than the newest commit, {newest}"
+            )));
+        }
+        let oldest = inner.oldest_version(&view);
+        if timestamp.get() < oldest {
+            return Err(Error::invalid_input(format!(
+                "timestamp {timestamp} is older than the retention keeps; the oldest available \
+                 timestamp is {oldest}"
+            )));
+        }
+        Ok(Snapshot::new(Arc::clone(inner), view, timestamp))
     }
 
     /// The newest version of the row with `key`, as a one-row batch, or `None` if there is no

@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use damselfly_actors::kernel::Unavailable;
+use damselfly_actors::manifest::ManifestError;
 use damselfly_actors::memtable::PrepareError;
+use damselfly_actors::sst::SstError;
 use damselfly_actors::table::SchemaError;
 use damselfly_actors::table::descriptor::DescriptorError;
 use damselfly_actors::wal::WalError;
@@ -132,13 +134,17 @@ impl From<PrepareError> for Error {
     }
 }
 
+/// What a storage failure means to the caller: invalid input for a bad path, I/O otherwise.
+fn storage_kind(kind: StorageErrorKind) -> ErrorKind {
+    match kind {
+        StorageErrorKind::InvalidPath => ErrorKind::InvalidInput,
+        _ => ErrorKind::Io,
+    }
+}
+
 impl From<StorageError> for Error {
     fn from(error: StorageError) -> Self {
-        let kind = match error.kind {
-            StorageErrorKind::InvalidPath => ErrorKind::InvalidInput,
-            _ => ErrorKind::Io,
-        };
-        Self::with_source(kind, error)
+        Self::with_source(storage_kind(error.kind), error)
     }
 }
 
@@ -176,6 +182,33 @@ impl From<Unavailable> for Error {
 impl From<TaskError> for Error {
     fn from(error: TaskError) -> Self {
         Self::with_source(ErrorKind::Internal, error)
+    }
+}
+
+impl From<ManifestError> for Error {
+    fn from(error: ManifestError) -> Self {
+        let kind = match &error {
+            ManifestError::Storage(storage) => storage_kind(storage.kind),
+            ManifestError::Fenced { .. } | ManifestError::ClaimContended { .. } => {
+                ErrorKind::Closed
+            }
+            ManifestError::Corrupt { .. } | ManifestError::UnsupportedFormat { .. } => {
+                ErrorKind::Corruption
+            }
+            ManifestError::Encode(_) | ManifestError::InvalidVersion(_) => ErrorKind::Internal,
+        };
+        Self::with_source(kind, error)
+    }
+}
+
+impl From<SstError> for Error {
+    fn from(error: SstError) -> Self {
+        let kind = match &error {
+            SstError::Storage(storage) => storage_kind(storage.kind),
+            SstError::Corrupt { .. } => ErrorKind::Corruption,
+            _ => ErrorKind::Internal,
+        };
+        Self::with_source(kind, error)
     }
 }
 

@@ -7,14 +7,16 @@ mod error;
 mod expr;
 mod metrics;
 mod open;
+mod read;
 mod scan;
 mod snapshot;
 mod value;
 
 pub use builder::DbBuilder;
 pub use damselfly_actors::Timestamp;
+pub use damselfly_actors::sst::SstCompression;
 pub use damselfly_actors::wal::WalSyncPolicy;
-pub use db::Db;
+pub use db::{Db, VersionInfo};
 pub use error::{Error, ErrorKind};
 pub use expr::{Expr, ExprError};
 pub use metrics::Metrics;

@@ -27,12 +27,29 @@ pub struct Metrics {
     pub wal_syncs: u64,
     /// Write-ahead log segments created.
     pub wal_segments_created: u64,
-    /// Memory the memtable uses (data and index), in bytes.
+    /// WAL segments deleted because every commit in them is in an SST.
+    pub wal_segments_deleted: u64,
+    /// Memory the memtables use (data and index), in bytes: the writable one and the sealed ones
+    /// not yet flushed.
     pub memtable_bytes: u64,
-    /// The memtable's memory budget, in bytes.
+    /// The memtables' memory budget, in bytes.
     pub memtable_budget_bytes: u64,
-    /// Distinct keys in the memtable.
+    /// Distinct keys in the memtables (a key in several memtables counts once per memtable).
     pub memtable_keys: u64,
+    /// Sealed memtables waiting to be flushed.
+    pub sealed_memtables: u64,
+    /// Memtables flushed to SSTs.
+    pub memtables_flushed: u64,
+    /// Rows written to SSTs by flushes.
+    pub rows_flushed: u64,
+    /// Bytes of SSTs written by flushes.
+    pub sst_bytes_written: u64,
+    /// SSTs in the current manifest version.
+    pub sst_count: u64,
+    /// Bytes of the SSTs in the current manifest version.
+    pub sst_bytes: u64,
+    /// The number of the current manifest version.
+    pub manifest_version: u64,
     /// Writes that had to wait for memtable memory.
     pub write_stalls: u64,
     /// Writes that gave up waiting for memtable memory.
@@ -58,9 +75,21 @@ impl Metrics {
             wal_writes: counters.wal_writes.get(),
             wal_syncs: counters.wal_syncs.get(),
             wal_segments_created: counters.wal_segments_created.get(),
+            wal_segments_deleted: counters.wal_segments_deleted.get(),
             memtable_bytes: db.budget.used() as u64,
             memtable_budget_bytes: db.budget.limit() as u64,
-            memtable_keys: view.memtable.key_count() as u64,
+            memtable_keys: view
+                .memtables
+                .iter()
+                .map(|memtable| memtable.key_count() as u64)
+                .sum(),
+            sealed_memtables: view.memtables.len().saturating_sub(1) as u64,
+            memtables_flushed: counters.memtables_flushed.get(),
+            rows_flushed: counters.rows_flushed.get(),
+            sst_bytes_written: counters.sst_bytes_written.get(),
+            sst_count: view.version.len() as u64,
+            sst_bytes: view.version.version.ssts().map(|sst| sst.bytes).sum(),
+            manifest_version: view.version.version.number,
             write_stalls: counters.write_stalls.get(),
             write_stall_timeouts: counters.write_stall_timeouts.get(),
             memtable_queue_depth: db.memtable.queued() as u64,

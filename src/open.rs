@@ -1,20 +1,33 @@
-//! Opening a database: the storage, the table descriptor, WAL replay, then the actors.
+//! Opening a database: the storage, the table descriptor, the manifest, WAL replay, the actors.
 //!
-//! Recovery only reads: the one thing opening writes is the table descriptor of a database that
-//! does not exist yet (with put-if-absent). The next WAL segment, which records where replay
-//! ended, is created by the first commit. A crash during recovery therefore recovers again to the
-//! same state.
+//! 1. The table descriptor is created (a new database) or checked against the builder's table.
+//! 2. The newest manifest version is loaded and *claimed*: republished with the next epoch, which
+//!    fences off any older writer of the same root.
+//! 3. The claimed version's SSTs are opened.
+//! 4. The WAL is replayed above the version's floor into memtables; memtables that fill up during
+//!    replay are sealed, and the memtable actor hands them to the flusher as soon as it starts.
+//! 5. The commit clock resumes above the newest commit in the manifest and in the log.
+//!
+//! Recovery writes only the descriptor of a new database and the claim; the next WAL segment,
+//! which records where replay ended, is created by the first commit. Running recovery again after
+//! a crash during it recovers to the same data.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use damselfly_actors::Timestamp;
+use damselfly_actors::flusher::{Flusher, FlusherContext};
 use damselfly_actors::kernel::{Lifecycle, mailbox, spawn_actor};
+use damselfly_actors::manifest::{ManifestStore, PublishedVersion, Publisher, Version};
 use damselfly_actors::memtable::{
-    Memtable, MemtableActor, PreparedWrite, ReadView, Visibility, WriteBudget,
+    KeyedRows, Memtable, MemtableActor, MemtablePeers, ReadView, RecoveredMemtables, Visibility,
+    WriteBudget,
 };
 use damselfly_actors::metrics::EngineMetrics;
+use damselfly_actors::sst::{BlockCache, SstReader};
 use damselfly_actors::table::{TableSchema, descriptor};
-use damselfly_actors::wal::{WalWriter, replay};
+use damselfly_actors::wal::WalWriter;
+use damselfly_actors::wal::replay::{self, ReplaySummary};
 use damselfly_runtimes::{
     LocalDiskStorage, MemoryStorage, PutOutcome, Runtime, Storage, StorageErrorKind,
 };
@@ -32,65 +45,89 @@ pub(crate) async fn open(
     let storage = resolve_storage(location, &runtime).await?;
     let table = Arc::new(check_descriptor(storage.as_ref(), table).await?);
     let metrics = Arc::new(EngineMetrics::default());
-    let budget = Arc::new(WriteBudget::new(options.memtable_bytes));
-    let memtable = Arc::new(Memtable::new());
+    let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
 
-    let summary = replay::replay(storage.as_ref(), &table, |commit| {
-        let write = PreparedWrite::replayed(&table, commit.batch, commit.deletes)
-            .map_err(|error| error.to_string())?;
-        budget.force_reserve(write.memory_bytes);
-        memtable.insert(
-            Timestamp::new(commit.timestamp),
-            write.batch,
-            write.keys,
-            write.deletes.as_ref(),
-        );
-        Ok(())
-    })
-    .await?;
+    let store = ManifestStore::new(Arc::clone(&storage));
+    let latest = store.load_latest().await?;
+    let claimed = store.claim(latest).await?;
+    let version = Arc::new(open_ssts(&storage, &table, &cache, claimed).await?);
+
+    let budget = Arc::new(WriteBudget::new(options.budget_bytes()));
+    let (memtables, summary) =
+        replay_wal(&storage, &table, &version.version, &options, &budget).await?;
     metrics.replayed_commits.add(summary.commits);
     metrics.replayed_rows.add(summary.rows);
-    if budget.used() > budget.limit() {
-        tracing::warn!(
-            used = budget.used(),
-            limit = budget.limit(),
-            "the recovered memtable exceeds its budget; writes wait until memory is freed"
-        );
-    }
+    let clock = Timestamp::new(summary.last_timestamp.max(version.version.last_commit));
 
-    let last_timestamp = Timestamp::new(summary.last_timestamp);
+    let mut view_memtables = vec![Arc::clone(&memtables.writable)];
+    view_memtables.extend(memtables.sealed.iter().rev().cloned());
     let visibility = Arc::new(Visibility::new(
         ReadView {
-            memtable: Arc::clone(&memtable),
+            memtables: view_memtables,
+            version: Arc::clone(&version),
         },
-        last_timestamp,
+        clock,
     ));
     let lifecycle = Lifecycle::new();
-    let (wal_address, wal_mailbox) = mailbox("wal-writer", options.mailbox_capacity);
-    let (memtable_address, memtable_mailbox) = mailbox("memtable", options.mailbox_capacity);
+    let capacity = options.mailbox_capacity;
+    let (wal_address, wal_mailbox) = mailbox("wal-writer", capacity);
+    let (memtable_address, memtable_mailbox) = mailbox("memtable", capacity);
+    let (flusher_address, flusher_mailbox) = mailbox("flusher", capacity);
+    let (publisher_address, publisher_mailbox) = mailbox("manifest-publisher", capacity);
     let wal = WalWriter::new(
         Arc::clone(&storage),
         Arc::clone(&runtime),
         options.wal.clone(),
         &table,
-        summary.last_segment,
+        &summary,
         memtable_address.notifier(),
         Arc::clone(&metrics),
     )?;
-    let memtable_actor = MemtableActor::new(
-        last_timestamp,
+    let publisher = Publisher::new(
+        store,
+        Arc::clone(&version),
+        options.retention,
+        Arc::clone(&runtime),
         Arc::clone(&visibility),
-        wal_address,
-        Arc::clone(&metrics),
     );
+    let flusher = Flusher::new(FlusherContext {
+        storage: Arc::clone(&storage),
+        runtime: Arc::clone(&runtime),
+        table: Arc::clone(&table),
+        options: options.sst.clone(),
+        cache,
+        publisher: publisher_address,
+        memtable: memtable_address.notifier(),
+        metrics: Arc::clone(&metrics),
+    });
+    let memtable_actor = MemtableActor::new(
+        clock,
+        memtables,
+        options.memtable_bytes,
+        (
+            Arc::clone(&visibility),
+            Arc::clone(&budget),
+            Arc::clone(&metrics),
+        ),
+        MemtablePeers {
+            wal: wal_address,
+            flusher: flusher_address,
+        },
+    );
+    // In shutdown order: the memtable stops first and closes the WAL writer and the flusher;
+    // the publisher stops once the flusher, its last user, is gone.
     let actors = vec![
         spawn_actor(&runtime, &lifecycle, memtable_actor, memtable_mailbox),
         spawn_actor(&runtime, &lifecycle, wal, wal_mailbox),
+        spawn_actor(&runtime, &lifecycle, flusher, flusher_mailbox),
+        spawn_actor(&runtime, &lifecycle, publisher, publisher_mailbox),
     ];
     tracing::info!(
         location = %storage.location(),
-        commits = summary.commits,
-        last_timestamp = summary.last_timestamp,
+        epoch = version.version.epoch,
+        ssts = version.len(),
+        replayed_commits = summary.commits,
+        last_timestamp = %clock,
         "database open"
     );
     let close_token = async_channel::bounded(1);
@@ -122,6 +159,52 @@ async fn resolve_storage(
         Location::Disk(path) => Arc::new(LocalDiskStorage::open(path, Arc::clone(runtime)).await?),
         Location::Storage(storage) => storage,
     })
+}
+
+/// The claimed version with a reader for each of its SSTs.
+async fn open_ssts(
+    storage: &Arc<dyn Storage>,
+    table: &Arc<TableSchema>,
+    cache: &Arc<BlockCache>,
+    version: Version,
+) -> Result<PublishedVersion, Error> {
+    let mut readers = BTreeMap::new();
+    for sst in version.ssts() {
+        let reader = SstReader::open(
+            Arc::clone(storage),
+            &sst.path(),
+            Arc::clone(table),
+            Arc::clone(cache),
+        )
+        .await?;
+        readers.insert(sst.id, Arc::new(reader));
+    }
+    Ok(PublishedVersion::new(version, readers))
+}
+
+/// Replays the WAL above `version`'s floor into memtables, sealing each that fills up.
+async fn replay_wal(
+    storage: &Arc<dyn Storage>,
+    table: &TableSchema,
+    version: &Version,
+    options: &Options,
+    budget: &WriteBudget,
+) -> Result<(RecoveredMemtables, ReplaySummary), Error> {
+    let mut sealed = Vec::new();
+    let mut writable = Arc::new(Memtable::new(0));
+    let summary = replay::replay(storage.as_ref(), table, version.wal_floor, |commit| {
+        let rows = KeyedRows::replayed(table, commit.batch, commit.deletes)
+            .map_err(|error| error.to_string())?;
+        budget.force_reserve(rows.memory_bytes);
+        writable.insert(Timestamp::new(commit.timestamp), rows);
+        if writable.bytes() >= options.memtable_bytes {
+            let next = Arc::new(Memtable::new(writable.id() + 1));
+            sealed.push(std::mem::replace(&mut writable, next));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((RecoveredMemtables { writable, sealed }, summary))
 }
 
 /// Creates the table descriptor, or checks that the stored one describes `table`.

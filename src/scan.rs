@@ -11,16 +11,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use arrow_select::coalesce::BatchCoalescer;
-use arrow_select::interleave::interleave;
-use damselfly_actors::table::KeyBytes;
 use futures_lite::Stream;
 
 use crate::db::Db;
 use crate::error::Error;
 use crate::expr::{Expr, Predicate};
+use crate::read::merge::Merge;
 use crate::snapshot::Snapshot;
 
 /// Rows per output batch unless [`Scan::batch_rows`] says otherwise.
@@ -141,13 +140,12 @@ impl Scan {
             self.projection.as_deref(),
         )?;
         let target_rows = self.batch_rows.min(self.limit.unwrap_or(usize::MAX)).max(1);
+        let merge = snapshot.merge(plan.gathered.clone(), Arc::clone(&plan.gathered_schema))?;
         Ok(Cursor {
             coalescer: BatchCoalescer::new(Arc::clone(&plan.output_schema), target_rows),
-            snapshot,
+            merge,
             plan,
-            after: None,
             remaining: self.limit,
-            chunk_rows: self.batch_rows,
             exhausted: false,
         })
     }
@@ -235,23 +233,20 @@ fn column_index(schema: &Schema, name: &str) -> Result<usize, Error> {
     })
 }
 
-/// A running scan: a position in key order and the rows waiting to fill a batch.
+/// A running scan: the merge of its sources, and the rows waiting to fill a batch.
 struct Cursor {
-    snapshot: Snapshot,
+    merge: Merge,
     plan: Plan,
     coalescer: BatchCoalescer,
-    /// The last key read; the next chunk starts after it.
-    after: Option<KeyBytes>,
     /// Rows still to return, when limited.
     remaining: Option<usize>,
-    chunk_rows: usize,
     /// Every row has been read into the coalescer.
     exhausted: bool,
 }
 
 impl Cursor {
     /// The next output batch, or `None` when the scan is complete. Yields to the executor after
-    /// every chunk, so a selective filter over many rows does not hold a thread.
+    /// every merged batch, so a selective filter over many rows does not hold a thread.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>, Error> {
         loop {
             if self.remaining == Some(0) {
@@ -263,7 +258,13 @@ impl Cursor {
             if self.exhausted {
                 return Ok(None);
             }
-            self.read_chunk()?;
+            match self.merge.next_batch().await? {
+                Some(gathered) => self.push(gathered)?,
+                None => {
+                    self.exhausted = true;
+                    self.coalescer.finish_buffered_batch()?;
+                }
+            }
             futures_lite::future::yield_now().await;
         }
     }
@@ -279,47 +280,8 @@ impl Cursor {
         }
     }
 
-    /// Reads the next chunk of keys into the coalescer (or finishes it at the end).
-    fn read_chunk(&mut self) -> Result<(), Error> {
-        let chunk = self.snapshot.view.memtable.scan_chunk(
-            self.after.as_ref().map(KeyBytes::as_bytes),
-            self.snapshot.timestamp(),
-            self.chunk_rows,
-        );
-        let Some(last) = chunk.keys.last() else {
-            self.exhausted = true;
-            self.coalescer.finish_buffered_batch()?;
-            return Ok(());
-        };
-        self.after = Some(last.clone());
-        let live: Vec<(usize, usize)> = chunk
-            .rows
-            .iter()
-            .filter(|(_, _, deleted)| !deleted)
-            .map(|&(batch, row, _)| (batch, row))
-            .collect();
-        if live.is_empty() {
-            return Ok(());
-        }
-        let columns = self
-            .plan
-            .gathered
-            .iter()
-            .map(|&column| {
-                let arrays: Vec<&dyn arrow_array::Array> = chunk
-                    .batches
-                    .iter()
-                    .map(|batch| batch.column(column).as_ref())
-                    .collect();
-                interleave(&arrays, &live)
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(live.len()));
-        let gathered = RecordBatch::try_new_with_options(
-            Arc::clone(&self.plan.gathered_schema),
-            columns,
-            &options,
-        )?;
+    /// Filters and projects merged rows into the coalescer.
+    fn push(&mut self, gathered: RecordBatch) -> Result<(), Error> {
         let output = gathered.project(&self.plan.output)?;
         match &self.plan.predicate {
             Some(predicate) => {

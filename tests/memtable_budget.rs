@@ -1,19 +1,47 @@
-//! The memtable memory budget bounds memory: a write that does not fit waits, and — until
-//! flushing frees memory — fails after the stall timeout with an error that says why, leaving
-//! everything already stored intact.
+//! The memtable memory budget bounds memory: sealed memtables wait for the flusher, writers wait
+//! for room while flushing lags behind, and — if flushing cannot free room in time — a write
+//! fails after the stall timeout with an error that says why, leaving everything already stored
+//! intact. When flushing catches up, writers go on.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use damselfly::ErrorKind;
+use damselfly::runtime::BoxFuture;
+use damselfly::storage::{HookedStorage, MemoryStorage, StorageCall, StorageError, StorageHook};
+
+/// Holds back every SST write until the gate is opened (its sender dropped).
+#[derive(Debug)]
+struct FlushGate {
+    open: async_channel::Receiver<()>,
+}
+
+impl StorageHook for FlushGate {
+    fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
+        let held =
+            matches!(call, StorageCall::PutIfAbsent { path, .. } if path.starts_with("sst/"));
+        let open = self.open.clone();
+        Box::pin(async move {
+            if held {
+                // Returns once the sender is dropped: the gate is open.
+                let _ = open.recv().await;
+            }
+            Ok(())
+        })
+    }
+}
 
 runtime_test!(
-    async fn a_full_memtable_refuses_writes_after_the_stall_timeout(runtime) {
+    async fn writes_wait_for_flushing_and_give_up_after_the_stall_timeout(runtime) {
+        let (gate, open) = async_channel::bounded::<()>(1);
+        let storage = HookedStorage::new(Arc::new(MemoryStorage::new()), Arc::new(FlushGate { open }));
         let db = events_builder()
-            .in_memory()
+            .on_storage(Arc::new(storage))
             .memtable_bytes(256 << 10)
+            .max_sealed_memtables(1)
             .write_stall_timeout(Duration::from_millis(50))
             .open(runtime)
             .await?;
@@ -27,12 +55,19 @@ runtime_test!(
             assert!(stored < 1 << 20, "the budget never filled up");
         };
         assert_eq!(refused.kind(), ErrorKind::Io, "{refused}");
-        assert!(refused.to_string().contains("memtable is full"), "{refused}");
+        assert!(refused.to_string().contains("memtables are full"), "{refused}");
         let metrics = db.metrics();
-        assert!(metrics.memtable_bytes <= metrics.memtable_budget_bytes);
         assert_eq!((metrics.write_stalls, metrics.write_stall_timeouts), (1, 1));
         // Everything acknowledged before is still readable; the refused write left no trace.
         assert_eq!(row_count(&db.scan().collect().await?), stored as usize);
+
+        // Once flushing can proceed, writes go on and everything ends up in SSTs.
+        drop(gate);
+        db.ingest(events(&[stored], 0)).await?;
+        db.flush().await?;
+        let metrics = db.metrics();
+        assert!(metrics.memtables_flushed >= 2, "{metrics:?}");
+        assert_eq!(row_count(&db.scan().collect().await?), stored as usize + 1);
         db.close().await
     }
 );

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod encoding;
+pub mod flusher;
 pub mod kernel;
 pub mod manifest;
 pub mod memtable;

@@ -20,6 +20,14 @@ pub struct EngineMetrics {
     pub wal_syncs: Counter,
     /// WAL segments created.
     pub wal_segments_created: Counter,
+    /// WAL segments deleted because every commit in them is in an SST.
+    pub wal_segments_deleted: Counter,
+    /// Memtables flushed to published SSTs.
+    pub memtables_flushed: Counter,
+    /// Rows written to SSTs by flushes.
+    pub rows_flushed: Counter,
+    /// Bytes of SST files written by flushes.
+    pub sst_bytes_written: Counter,
     /// Writes that had to wait for memtable memory.
     pub write_stalls: Counter,
     /// Writes that gave up waiting for memtable memory.

@@ -289,12 +289,14 @@ impl SeededRandom {
 
 /// The clocks and random source of a runtime on a real machine: a monotonic clock measured from
 /// when the runtime handle was made, the system wall clock, and a seeded random source.
+#[cfg(any(feature = "tokio", feature = "smol"))]
 #[derive(Debug)]
 pub(crate) struct SystemClocks {
     origin: std::time::Instant,
     random: SeededRandom,
 }
 
+#[cfg(any(feature = "tokio", feature = "smol"))]
 impl SystemClocks {
     pub(crate) fn new(seed: u64) -> Self {
         Self {

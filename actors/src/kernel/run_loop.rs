@@ -1,6 +1,7 @@
 //! The one run loop every actor lives in.
 //!
-//! An actor only says what it does with a message ([`Actor::handle`]), after a burst of
+//! An actor only says what it does when it starts ([`Actor::on_start`]), with a message
+//! ([`Actor::handle`]), after a burst of
 //! messages ([`Actor::on_idle`] — where the WAL writer syncs once for a whole group), on a timer
 //! ([`Actor::next_tick`]/[`Actor::on_tick`]) and before it stops ([`Actor::on_stop`]). The loop
 //! does the rest, the same way for everyone:
@@ -41,6 +42,11 @@ pub trait Actor: Send + 'static {
 
     /// The actor's name, used for its task, its tracing spans and failure reports.
     const NAME: &'static str;
+
+    /// Called once, before the first message.
+    fn on_start(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
 
     /// Handles one message.
     fn handle(
@@ -129,6 +135,10 @@ async fn run<A: Actor>(
     lifecycle: &Lifecycle,
     clock: Arc<dyn Runtime>,
 ) -> Result<(), A::Error> {
+    actor
+        .on_start()
+        .instrument(tracing::trace_span!("actor.start", actor = A::NAME))
+        .await?;
     let mut requests_ended = false;
     loop {
         if lifecycle.failure().is_some() {

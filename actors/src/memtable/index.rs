@@ -14,11 +14,12 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use arrow_array::RecordBatch;
-use arrow_buffer::BooleanBuffer;
 
+use super::write::KeyedRows;
 use crate::table::KeyBytes;
 use crate::timestamp::Timestamp;
 
@@ -79,6 +80,15 @@ impl Versions {
         }
     }
 
+    /// Every version, newest first.
+    fn all(&self) -> impl Iterator<Item = Version> + '_ {
+        let versions: &[Version] = match self {
+            Versions::One(version) => std::slice::from_ref(version),
+            Versions::Many(versions) => versions,
+        };
+        versions.iter().copied()
+    }
+
     /// The newest version at or before `read_at`.
     fn visible_at(&self, read_at: Timestamp) -> Option<Version> {
         match self {
@@ -101,7 +111,7 @@ pub struct VisibleRow {
     pub row: usize,
 }
 
-/// A run of visible versions in key order, with the batches their rows live in.
+/// A run of versions in key order, with the batches their rows live in.
 #[derive(Debug, Default)]
 pub struct Chunk {
     /// The batches referenced by `rows`.
@@ -110,6 +120,27 @@ pub struct Chunk {
     pub rows: Vec<(usize, usize, bool)>,
     /// The keys of `rows`, in the same order.
     pub keys: Vec<KeyBytes>,
+    /// The commit timestamps of `rows`, in the same order.
+    pub timestamps: Vec<Timestamp>,
+}
+
+impl Chunk {
+    /// Adds one version, taking its batch from `batches` into the chunk if it is not there yet.
+    fn push(
+        &mut self,
+        local: &mut BTreeMap<u32, usize>,
+        batches: &[RecordBatch],
+        key: &KeyBytes,
+        version: Version,
+    ) {
+        let position = *local.entry(version.batch).or_insert_with(|| {
+            self.batches.push(batches[version.batch as usize].clone());
+            self.batches.len() - 1
+        });
+        self.rows.push((position, version.row(), version.deleted()));
+        self.keys.push(key.clone());
+        self.timestamps.push(version.timestamp);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -119,27 +150,67 @@ struct Contents {
 }
 
 /// An in-memory table of recent commits.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Memtable {
+    id: u64,
     contents: RwLock<Contents>,
+    /// Memory used by data and index, in bytes.
+    bytes: AtomicUsize,
+    /// The oldest and the newest commit inserted (0 while empty).
+    first_timestamp: AtomicU64,
+    last_timestamp: AtomicU64,
 }
 
 impl Memtable {
-    /// An empty memtable.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty memtable, numbered `id` (memtables are numbered in the order they are made).
+    pub fn new(id: u64) -> Self {
+        Self {
+            id,
+            contents: RwLock::default(),
+            bytes: AtomicUsize::new(0),
+            first_timestamp: AtomicU64::new(0),
+            last_timestamp: AtomicU64::new(0),
+        }
     }
 
-    /// Adds the rows of `batch`, committed at `timestamp`: row `i` has key `keys[i]` and deletes
-    /// it if `deletes` says so.
-    pub fn insert(
-        &self,
-        timestamp: Timestamp,
-        batch: RecordBatch,
-        keys: Vec<KeyBytes>,
-        deletes: Option<&BooleanBuffer>,
-    ) {
-        debug_assert_eq!(keys.len(), batch.num_rows(), "one key per row");
+    /// The memtable's number.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Memory used by data and index, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// The oldest commit in the memtable ([`Timestamp::ZERO`] when empty).
+    pub fn first_timestamp(&self) -> Timestamp {
+        Timestamp::new(self.first_timestamp.load(Ordering::Acquire))
+    }
+
+    /// The newest commit in the memtable ([`Timestamp::ZERO`] when empty).
+    pub fn last_timestamp(&self) -> Timestamp {
+        Timestamp::new(self.last_timestamp.load(Ordering::Acquire))
+    }
+
+    /// Whether no commit was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.last_timestamp() == Timestamp::ZERO
+    }
+
+    /// Adds `rows`, committed at `timestamp` (newer than everything inserted before).
+    pub fn insert(&self, timestamp: Timestamp, rows: KeyedRows) {
+        debug_assert_eq!(rows.keys.len(), rows.batch.num_rows(), "one key per row");
+        debug_assert!(
+            timestamp > self.last_timestamp(),
+            "commits arrive in timestamp order"
+        );
+        let KeyedRows {
+            batch,
+            keys,
+            deletes,
+            memory_bytes,
+        } = rows;
         let mut contents = self
             .contents
             .write()
@@ -148,7 +219,7 @@ impl Memtable {
             .expect("a memtable holds fewer than 2^32 batches: its memory budget is far smaller");
         contents.batches.push(batch);
         for (row, key) in keys.into_iter().enumerate() {
-            let deleted = deletes.is_some_and(|deletes| deletes.value(row));
+            let deleted = deletes.as_ref().is_some_and(|deletes| deletes.value(row));
             let version = Version::new(timestamp, batch_number, row, deleted);
             match contents.index.entry(key) {
                 Entry::Occupied(mut versions) => versions.get_mut().add(version),
@@ -157,6 +228,16 @@ impl Memtable {
                 }
             }
         }
+        drop(contents);
+        self.bytes.fetch_add(memory_bytes, Ordering::AcqRel);
+        let _ = self.first_timestamp.compare_exchange(
+            0,
+            timestamp.get(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.last_timestamp
+            .store(timestamp.get(), Ordering::Release);
     }
 
     /// The newest version of `key` at or before `read_at`.
@@ -183,19 +264,27 @@ impl Memtable {
             if chunk.rows.len() == max_rows {
                 break;
             }
-            let Some(version) = versions.visible_at(read_at) else {
-                continue;
-            };
-            let position = *local.entry(version.batch).or_insert_with(|| {
-                chunk
-                    .batches
-                    .push(contents.batches[version.batch as usize].clone());
-                chunk.batches.len() - 1
-            });
-            chunk
-                .rows
-                .push((position, version.row(), version.deleted()));
-            chunk.keys.push(key.clone());
+            if let Some(version) = versions.visible_at(read_at) {
+                chunk.push(&mut local, &contents.batches, key, version);
+            }
+        }
+        chunk
+    }
+
+    /// Every version of the keys after `after`, in key order and newest first within a key, for
+    /// at least `max_rows` versions (a key's versions are never split between chunks).
+    pub fn versions_chunk(&self, after: Option<&[u8]>, max_rows: usize) -> Chunk {
+        let contents = self.read();
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut chunk = Chunk::default();
+        let mut local: BTreeMap<u32, usize> = BTreeMap::new();
+        for (key, versions) in contents.index.range::<[u8], _>((lower, Bound::Unbounded)) {
+            if chunk.rows.len() >= max_rows {
+                break;
+            }
+            for version in versions.all() {
+                chunk.push(&mut local, &contents.batches, key, version);
+            }
         }
         chunk
     }

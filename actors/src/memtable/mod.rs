@@ -1,9 +1,15 @@
-//! The memtable actor: the commit clock, the writable memtable and the visibility watermark.
+//! The memtable actor: the commit clock, the memtables and the visibility watermark.
 //!
 //! A commit is ordered here. The actor gives it the next timestamp, passes it to the WAL writer,
 //! and indexes its rows while the WAL writer syncs them (they stay invisible until the watermark
 //! reaches them). When the WAL writer reports a timestamp durable, the actor advances the
 //! watermark to it and acknowledges every commit up to it.
+//!
+//! When the writable memtable reaches its size it is sealed: a new writable memtable takes its
+//! place, the WAL writer starts a new segment (so segments line up with memtables), and — once
+//! its newest commit is durable — the sealed memtable goes to the flusher. When the flusher
+//! reports it in a published SST, the actor drops it from the read view, returns its memory to
+//! the write budget and lets the WAL writer delete the segments below the new floor.
 //!
 //! Promises:
 //! - timestamps are strictly increasing and reach the WAL in that order, so durability (and the
@@ -13,6 +19,8 @@
 //! - a snapshot taken at the watermark sees every commit acknowledged before it was taken, and
 //!   sees a commit only once that commit is durable (its acknowledgement may still be on its
 //!   way to the committer);
+//! - a memtable is flushed only once every commit in it is durable, memtables are flushed in the
+//!   order they were sealed, and one leaves the read view only after its SST is published;
 //! - if the WAL writer fails, nothing more becomes visible: the actor stops and the database
 //!   fails, dropping the waiting commits' replies so their callers get the failure.
 
@@ -29,40 +37,76 @@ pub use budget::WriteBudget;
 pub use index::{Chunk, Memtable, VisibleRow};
 pub use msg::MemtableMessage;
 pub use view::{ReadView, Visibility};
-pub use write::{PrepareError, PreparedWrite};
+pub use write::{KeyedRows, PrepareError, PreparedWrite};
 
+use crate::flusher::FlusherMessage;
 use crate::kernel::{Actor, Address, MailboxClosed, Reply};
 use crate::metrics::EngineMetrics;
 use crate::timestamp::Timestamp;
 use crate::wal::WalMessage;
 
+/// The memtables an opened database starts with: the writable one and those sealed during
+/// recovery (oldest first), all of whose commits are durable.
+#[derive(Debug)]
+pub struct RecoveredMemtables {
+    /// The writable memtable.
+    pub writable: Arc<Memtable>,
+    /// Full memtables to flush first, oldest first.
+    pub sealed: Vec<Arc<Memtable>>,
+}
+
+/// Where the memtable actor sends work.
+#[derive(Debug)]
+pub struct MemtablePeers {
+    /// The WAL writer.
+    pub wal: Address<WalMessage>,
+    /// The flusher.
+    pub flusher: Address<FlusherMessage>,
+}
+
 /// The memtable actor.
 #[derive(Debug)]
 pub struct MemtableActor {
     clock: Timestamp,
-    memtable: Arc<Memtable>,
+    writable: Arc<Memtable>,
+    /// Sealed memtables not yet in a published SST, oldest first.
+    sealed: VecDeque<Arc<Memtable>>,
+    /// Sealed memtables waiting for their newest commit to be durable before they are flushed.
+    unsent: VecDeque<Arc<Memtable>>,
+    seal_bytes: usize,
+    durable: Timestamp,
     visibility: Arc<Visibility>,
+    budget: Arc<WriteBudget>,
     waiting: VecDeque<(Timestamp, usize, Reply<Timestamp>)>,
-    wal: Address<WalMessage>,
+    /// `flush()` callers, each waiting until the SSTs hold every commit up to its timestamp.
+    flush_waiting: Vec<(Timestamp, Reply<Timestamp>)>,
+    peers: MemtablePeers,
     metrics: Arc<EngineMetrics>,
 }
 
 impl MemtableActor {
-    /// An actor that continues after `clock` (the newest recovered timestamp), writing into the
-    /// memtable of `visibility`'s view and logging to `wal`.
+    /// An actor that continues after `clock` (the newest recovered timestamp) with the
+    /// `memtables` recovery left, sealing a memtable once it holds `seal_bytes`.
     pub fn new(
         clock: Timestamp,
-        visibility: Arc<Visibility>,
-        wal: Address<WalMessage>,
-        metrics: Arc<EngineMetrics>,
+        memtables: RecoveredMemtables,
+        seal_bytes: usize,
+        shared: (Arc<Visibility>, Arc<WriteBudget>, Arc<EngineMetrics>),
+        peers: MemtablePeers,
     ) -> Self {
-        let (view, _) = visibility.snapshot();
+        let (visibility, budget, metrics) = shared;
         Self {
             clock,
-            memtable: Arc::clone(&view.memtable),
+            writable: memtables.writable,
+            sealed: memtables.sealed.iter().cloned().collect(),
+            unsent: memtables.sealed.into_iter().collect(),
+            seal_bytes,
+            durable: clock,
             visibility,
+            budget,
             waiting: VecDeque::new(),
-            wal,
+            flush_waiting: Vec::new(),
+            peers,
             metrics,
         }
     }
@@ -74,29 +118,64 @@ impl MemtableActor {
     ) -> Result<(), MailboxClosed> {
         let timestamp = self.clock.next();
         self.clock = timestamp;
-        let PreparedWrite {
-            batch,
-            keys,
-            deletes,
-            wal_body,
-            ..
-        } = write;
-        self.waiting.push_back((timestamp, batch.num_rows(), reply));
+        let PreparedWrite { rows, wal_body } = write;
+        self.waiting
+            .push_back((timestamp, rows.batch.num_rows(), reply));
         // Log first, index second: the WAL writer syncs while the rows are indexed. The rows
         // stay invisible until the WAL reports them durable, with a notice this actor reads only
         // after this handler returns.
-        self.wal
+        self.peers
+            .wal
             .tell(WalMessage::Append {
                 timestamp,
                 body: wal_body,
             })
             .await?;
-        self.memtable
-            .insert(timestamp, batch, keys, deletes.as_ref());
+        self.writable.insert(timestamp, rows);
+        if self.writable.bytes() >= self.seal_bytes {
+            self.seal().await?;
+        }
         Ok(())
     }
 
-    fn durable(&mut self, through: Timestamp) {
+    /// Replaces the writable memtable with an empty one and queues the old one for flushing.
+    async fn seal(&mut self) -> Result<(), MailboxClosed> {
+        if self.writable.is_empty() {
+            return Ok(());
+        }
+        let next = Arc::new(Memtable::new(self.writable.id() + 1));
+        let sealed = std::mem::replace(&mut self.writable, next);
+        tracing::debug!(
+            memtable = sealed.id(),
+            bytes = sealed.bytes(),
+            through = %sealed.last_timestamp(),
+            "memtable sealed"
+        );
+        self.sealed.push_back(Arc::clone(&sealed));
+        self.unsent.push_back(sealed);
+        self.publish_memtables();
+        self.peers.wal.tell(WalMessage::Rotate).await?;
+        self.send_durable_flushes().await
+    }
+
+    /// Hands the flusher every sealed memtable whose commits are all durable, in order.
+    async fn send_durable_flushes(&mut self) -> Result<(), MailboxClosed> {
+        while let Some(memtable) = self.unsent.front() {
+            if memtable.last_timestamp() > self.durable {
+                break;
+            }
+            let memtable = Arc::clone(memtable);
+            self.unsent.pop_front();
+            self.peers
+                .flusher
+                .tell(FlusherMessage::Flush { memtable })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn durable(&mut self, through: Timestamp) -> Result<(), MailboxClosed> {
+        self.durable = self.durable.max(through);
         self.visibility.advance(through);
         while let Some((timestamp, _, _)) = self.waiting.front() {
             if *timestamp > through {
@@ -108,6 +187,62 @@ impl MemtableActor {
                 reply.send(timestamp);
             }
         }
+        self.send_durable_flushes().await
+    }
+
+    async fn flushed(&mut self, memtable: u64, through: Timestamp) -> Result<(), MailboxClosed> {
+        let oldest = self.sealed.pop_front();
+        debug_assert_eq!(
+            oldest.as_ref().map(|oldest| oldest.id()),
+            Some(memtable),
+            "memtables are flushed in the order they were sealed"
+        );
+        if let Some(flushed) = oldest {
+            self.publish_memtables();
+            self.budget.release(flushed.bytes());
+        }
+        self.metrics.memtables_flushed.add(1);
+        self.peers
+            .wal
+            .tell(WalMessage::Truncate { through })
+            .await?;
+        self.answer_flush_waiting();
+        Ok(())
+    }
+
+    async fn flush_all(&mut self, reply: Reply<Timestamp>) -> Result<(), MailboxClosed> {
+        let target = self.clock;
+        self.flush_waiting.push((target, reply));
+        self.seal().await?;
+        self.answer_flush_waiting();
+        Ok(())
+    }
+
+    fn answer_flush_waiting(&mut self) {
+        let flushed = self.flushed_through();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiting)
+            .into_iter()
+            .partition(|(target, _)| *target <= flushed);
+        self.flush_waiting = waiting;
+        for (_, reply) in done {
+            reply.send(flushed);
+        }
+    }
+
+    /// The newest commit such that it and every older one are in published SSTs.
+    fn flushed_through(&self) -> Timestamp {
+        match self.sealed.front() {
+            Some(oldest) => Timestamp::new(oldest.first_timestamp().get().saturating_sub(1)),
+            None if self.writable.is_empty() => self.clock,
+            None => Timestamp::new(self.writable.first_timestamp().get().saturating_sub(1)),
+        }
+    }
+
+    fn publish_memtables(&self) {
+        let mut memtables = Vec::with_capacity(self.sealed.len() + 1);
+        memtables.push(Arc::clone(&self.writable));
+        memtables.extend(self.sealed.iter().rev().cloned());
+        self.visibility.set_memtables(memtables);
     }
 }
 
@@ -117,13 +252,17 @@ impl Actor for MemtableActor {
 
     const NAME: &'static str = "memtable";
 
+    /// Memtables recovery sealed are durable already: flush them first.
+    async fn on_start(&mut self) -> Result<(), MailboxClosed> {
+        self.send_durable_flushes().await
+    }
+
     async fn handle(&mut self, message: MemtableMessage) -> Result<(), MailboxClosed> {
         match message {
             MemtableMessage::Commit { write, reply } => self.commit(write, reply).await,
-            MemtableMessage::Durable { through } => {
-                self.durable(through);
-                Ok(())
-            }
+            MemtableMessage::FlushAll { reply } => self.flush_all(reply).await,
+            MemtableMessage::Durable { through } => self.durable(through).await,
+            MemtableMessage::Flushed { memtable, through } => self.flushed(memtable, through).await,
         }
     }
 
@@ -132,9 +271,11 @@ impl Actor for MemtableActor {
         self.waiting.is_empty()
     }
 
-    /// Closing the WAL writer's mailbox lets it write, sync and close the log, then stop.
+    /// Closing the WAL writer's and the flusher's mailboxes lets them finish what they were
+    /// given, then stop.
     async fn on_stop(&mut self) -> Result<(), MailboxClosed> {
-        self.wal.close();
+        self.peers.wal.close();
+        self.peers.flusher.close();
         Ok(())
     }
 }

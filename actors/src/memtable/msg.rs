@@ -15,9 +15,23 @@ pub enum MemtableMessage {
         /// Where the commit timestamp goes.
         reply: Reply<Timestamp>,
     },
+    /// Seal the writable memtable and flush everything committed so far; the reply carries the
+    /// newest flushed commit once the SSTs holding it are published.
+    FlushAll {
+        /// Where the answer goes.
+        reply: Reply<Timestamp>,
+    },
     /// Notice from the WAL writer: every commit up to `through` is durable.
     Durable {
         /// The newest durable commit.
+        through: Timestamp,
+    },
+    /// Notice from the flusher: memtable `memtable` is in a published SST, so every commit up
+    /// to `through` is.
+    Flushed {
+        /// The flushed memtable's number.
+        memtable: u64,
+        /// Its newest commit.
         through: Timestamp,
     },
 }

@@ -12,19 +12,26 @@ use super::index::INDEX_ENTRY_BYTES;
 use crate::table::{KeyBytes, SchemaError, TableSchema};
 use crate::wal::record;
 
-/// A batch ready to commit.
+/// Rows with their encoded keys, ready for a memtable.
 #[derive(Debug)]
-pub struct PreparedWrite {
+pub struct KeyedRows {
     /// The rows, in the table's schema.
     pub batch: RecordBatch,
     /// The encoded key of each row.
     pub keys: Vec<KeyBytes>,
     /// Which rows delete their key, if any do.
     pub deletes: Option<BooleanBuffer>,
-    /// The WAL record body (empty for rows replayed from the WAL).
-    pub wal_body: Bytes,
-    /// What the rows will cost the memtable, in bytes.
+    /// What the rows cost the memtable, in bytes (data and index).
     pub memory_bytes: usize,
+}
+
+/// A batch ready to commit: its rows and its WAL record.
+#[derive(Debug)]
+pub struct PreparedWrite {
+    /// The rows.
+    pub rows: KeyedRows,
+    /// The WAL record body.
+    pub wal_body: Bytes,
 }
 
 /// Why a batch cannot be committed.
@@ -49,25 +56,32 @@ impl PreparedWrite {
         let batch = own_buffers(table.conform(batch)?)?;
         let deletes = deletes_buffer(batch.num_rows(), deletes)?;
         let wal_body = record::encode_body(&batch, deletes.as_ref())?;
-        Ok(Self::indexed(table, batch, deletes, wal_body)?)
+        let rows = KeyedRows::new(table, batch, deletes)?;
+        Ok(Self { rows, wal_body })
     }
 
-    /// Prepares rows read back from the WAL (already conformed when they were committed). They
-    /// are decoded without copying, as slices of the whole segment they were read from, so they
-    /// get buffers of their own (see `own_buffers`) instead of pinning the segment.
+    /// The number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.rows.batch.num_rows()
+    }
+}
+
+impl KeyedRows {
+    /// Rows read back from the WAL (already conformed when they were committed). They are
+    /// decoded without copying, as slices of the whole segment they were read from, so they get
+    /// buffers of their own (see `own_buffers`) instead of pinning the segment.
     pub fn replayed(
         table: &TableSchema,
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,
     ) -> Result<Self, SchemaError> {
-        Self::indexed(table, own_buffers(batch)?, deletes, Bytes::new())
+        Self::new(table, own_buffers(batch)?, deletes)
     }
 
-    fn indexed(
+    fn new(
         table: &TableSchema,
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,
-        wal_body: Bytes,
     ) -> Result<Self, SchemaError> {
         let rows = table.encode_keys(&batch)?;
         let keys: Vec<KeyBytes> = rows
@@ -81,14 +95,8 @@ impl PreparedWrite {
             batch,
             keys,
             deletes,
-            wal_body,
             memory_bytes,
         })
-    }
-
-    /// The number of rows.
-    pub fn num_rows(&self) -> usize {
-        self.batch.num_rows()
     }
 }
 

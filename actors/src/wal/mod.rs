@@ -23,17 +23,19 @@ pub mod record;
 pub mod replay;
 pub mod segment;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::ArrowError;
 use bytes::Bytes;
 use damselfly_runtimes::{
-    Appender, Durability, Instant, PutOutcome, Runtime, Storage, StorageError,
+    Appender, Durability, Instant, PutOutcome, Runtime, Storage, StorageError, StorageErrorKind,
 };
 
 use self::frame::{FrameKind, FrameTooLarge};
 pub use self::msg::WalMessage;
+use self::replay::ReplaySummary;
 use self::segment::SegmentEnd;
 use crate::kernel::{Actor, Notifier};
 use crate::memtable::MemtableMessage;
@@ -119,6 +121,8 @@ pub struct WalWriter {
     schema_message: Vec<u8>,
     open: Option<OpenSegment>,
     previous: Option<SegmentEnd>,
+    /// Closed segments (written here or replayed) and the newest commit timestamp in each.
+    closed: BTreeMap<u64, Timestamp>,
     next_id: u64,
     queued: Vec<(Timestamp, Bytes)>,
     /// The newest commit handed to the storage.
@@ -136,26 +140,34 @@ struct OpenSegment {
     next_sequence: u64,
     synced_len: u64,
     opened_at: Instant,
+    /// The newest commit written to it.
+    last_timestamp: Timestamp,
 }
 
 impl WalWriter {
-    /// A writer that continues the log after `previous`, the end of the last replayed segment.
+    /// A writer that continues the log `replayed` found.
     pub fn new(
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Runtime>,
         options: WalOptions,
         table: &TableSchema,
-        previous: Option<SegmentEnd>,
+        replayed: &ReplaySummary,
         durable: Notifier<MemtableMessage>,
         metrics: Arc<EngineMetrics>,
     ) -> Result<Self, WalError> {
         let last_sync = clock.now();
+        let previous = replayed.last_segment;
         Ok(Self {
             storage,
             clock,
             options,
             schema_message: descriptor::schema_message(table.schema())?,
             open: None,
+            closed: replayed
+                .segments
+                .iter()
+                .map(|segment| (segment.end.id, Timestamp::new(segment.last_timestamp)))
+                .collect(),
             next_id: previous.map_or(1, |end| end.id + 1),
             previous,
             queued: Vec::new(),
@@ -213,6 +225,7 @@ impl WalWriter {
             self.clock.now().saturating_duration_since(self.last_sync),
         );
         segment.file.append(Bytes::from(group), durability).await?;
+        segment.last_timestamp = through;
         self.written_through = through;
         self.metrics.wal_writes.add(1);
         self.metrics.wal_bytes_written.add(group_len);
@@ -251,6 +264,7 @@ impl WalWriter {
         }
         self.next_id += 1;
         self.previous = Some(SegmentEnd { id, length });
+        self.closed.insert(id, through);
         self.written_through = through;
         self.metrics.wal_segments_created.add(1);
         self.metrics.wal_writes.add(1);
@@ -264,7 +278,7 @@ impl WalWriter {
         let path = segment::path(id);
         let mut file = match self.storage.create(&path).await {
             Ok(file) => file,
-            Err(error) if error.kind == damselfly_runtimes::StorageErrorKind::AlreadyExists => {
+            Err(error) if error.kind == StorageErrorKind::AlreadyExists => {
                 return Err(WalError::SegmentTaken { path });
             }
             Err(error) => return Err(error.into()),
@@ -281,6 +295,7 @@ impl WalWriter {
             next_sequence: 0,
             synced_len: 0,
             opened_at: self.clock.now(),
+            last_timestamp: Timestamp::ZERO,
         })
     }
 
@@ -309,9 +324,42 @@ impl WalWriter {
                 id: segment.id,
                 length,
             });
+            self.closed.insert(segment.id, segment.last_timestamp);
             self.mark_synced();
         }
         Ok(())
+    }
+
+    /// Deletes the closed segments whose commits are all at or below `through`. The newest
+    /// segment is always kept, so that segment ids keep increasing across restarts. A segment
+    /// that cannot be deleted now is kept and retried at the next truncation: leftover segments
+    /// cost space, never correctness, because replay skips their commits.
+    async fn truncate(&mut self, through: Timestamp) {
+        let newest = self.open.as_ref().map(|segment| segment.id).or(self
+            .closed
+            .keys()
+            .next_back()
+            .copied());
+        let doomed: Vec<u64> = self
+            .closed
+            .iter()
+            .filter(|&(&id, &last)| last <= through && Some(id) != newest)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in doomed {
+            let path = segment::path(id);
+            match self.storage.delete(&path).await {
+                Ok(()) => {}
+                Err(error) if error.kind == StorageErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::warn!(path, %error, "could not delete a WAL segment below the floor; will retry");
+                    continue;
+                }
+            }
+            self.closed.remove(&id);
+            self.metrics.wal_segments_deleted.add(1);
+            tracing::debug!(path, "WAL segment deleted below the floor");
+        }
     }
 
     async fn sync(&mut self) -> Result<(), WalError> {
@@ -369,6 +417,15 @@ impl Actor for WalWriter {
                     "appends arrive in timestamp order"
                 );
                 self.queued.push((timestamp, body));
+                Ok(())
+            }
+            WalMessage::Rotate => {
+                // The commits before the rotation belong to the old segment.
+                self.write_group().await?;
+                self.close_segment().await
+            }
+            WalMessage::Truncate { through } => {
+                self.truncate(through).await;
                 Ok(())
             }
         }

@@ -15,4 +15,14 @@ pub enum WalMessage {
         /// The commit record body ([`encode_body`](super::record::encode_body)).
         body: Bytes,
     },
+    /// Close the open segment (synced): the next commit starts a new one. Sent when a memtable
+    /// is sealed, so that segments line up with memtables and can be deleted whole once their
+    /// memtable is in an SST.
+    Rotate,
+    /// Every commit at or below `through` is in a published SST: delete the segments that hold
+    /// nothing newer (never the open one).
+    Truncate {
+        /// The WAL floor of the newest published manifest version.
+        through: Timestamp,
+    },
 }

@@ -1,0 +1,253 @@
+//! The flusher actor: sealed memtables become SSTs.
+//!
+//! For each sealed memtable, in the order they were sealed: encode every version of every key
+//! (sorted by key, newest first) as one Parquet SST, off the async threads; write it under an
+//! SST id the manifest publisher hands out, with put-if-absent (durable when it returns; an id
+//! already taken — by an unpublished file a crash left behind, or by another writer — is skipped,
+//! never overwritten); open it; have the publisher publish a version that adds it and raises the
+//! WAL floor to the memtable's newest commit; then tell the memtable actor, which drops the
+//! memtable and lets the WAL writer delete the segments below the floor.
+//!
+//! Promises:
+//! - an SST is named in a manifest version only after it is durably written (invariant 6);
+//! - memtables are published in the order they were sealed, so the WAL floor only rises;
+//! - a failure (storage, or being fenced by a newer writer) stops the database: the memtable
+//!   stays in memory and in the WAL, so nothing acknowledged is lost.
+
+mod msg;
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow_select::interleave::interleave;
+use damselfly_runtimes::{PutOutcome, Runtime, RuntimeExt, Storage, StorageError, TaskError};
+
+pub use self::msg::FlusherMessage;
+use crate::kernel::{Actor, Address, MailboxClosed, Notifier};
+use crate::manifest::{PublisherMessage, SstDescriptor, sst_path};
+use crate::memtable::{Chunk, Memtable, MemtableMessage};
+use crate::metrics::EngineMetrics;
+use crate::sst::{
+    BlockCache, EncodedSst, SstError, SstInfo, SstOptions, SstReader, SstWriter, sst_schema,
+};
+use crate::table::{KeyBytes, TableSchema};
+
+/// Rows gathered from a memtable per batch handed to the SST writer.
+const FLUSH_CHUNK_ROWS: usize = 64 * 1024;
+
+/// A flush failure.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// Writing or reading the SST failed.
+    #[error(transparent)]
+    Sst(#[from] SstError),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The encoding task did not finish.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The manifest publisher stopped (it failed, or the database was fenced).
+    #[error(transparent)]
+    Publisher(#[from] MailboxClosed),
+    /// Gathering a memtable's rows failed (a bug: the rows were checked when committed).
+    #[error("gathering memtable rows: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// What the flusher needs around it.
+#[derive(Debug)]
+pub struct FlusherContext {
+    /// Where SSTs go.
+    pub storage: Arc<dyn Storage>,
+    /// For the encoding work, off the async threads.
+    pub runtime: Arc<dyn Runtime>,
+    /// The table.
+    pub table: Arc<TableSchema>,
+    /// How SSTs are written.
+    pub options: SstOptions,
+    /// The cache new SST readers share.
+    pub cache: Arc<BlockCache>,
+    /// The manifest publisher.
+    pub publisher: Address<PublisherMessage>,
+    /// The memtable actor, told when a memtable is in a published SST.
+    pub memtable: Notifier<MemtableMessage>,
+    /// Counters.
+    pub metrics: Arc<EngineMetrics>,
+}
+
+/// The flusher actor.
+#[derive(Debug)]
+pub struct Flusher {
+    context: FlusherContext,
+}
+
+impl Flusher {
+    /// A flusher working in `context`.
+    pub fn new(context: FlusherContext) -> Self {
+        Self { context }
+    }
+
+    async fn flush(&mut self, memtable: Arc<Memtable>) -> Result<(), FlushError> {
+        let context = &self.context;
+        let through = memtable.last_timestamp();
+        let encoded = {
+            let (memtable, table, options) = (
+                Arc::clone(&memtable),
+                Arc::clone(&context.table),
+                context.options.clone(),
+            );
+            context
+                .runtime
+                .run_blocking("flusher.encode", move || {
+                    encode(&memtable, &table, &options)
+                })
+                .await??
+        };
+        let id = self.write(&encoded).await?;
+        let path = sst_path(id);
+        let reader = SstReader::open(
+            Arc::clone(&context.storage),
+            &path,
+            Arc::clone(&context.table),
+            Arc::clone(&context.cache),
+        )
+        .await?;
+        let descriptor = level_zero_descriptor(id, &encoded.info);
+        context
+            .publisher
+            .ask(|reply| PublisherMessage::AddSst {
+                descriptor,
+                reader: Arc::new(reader),
+                wal_floor: through,
+                reply,
+            })
+            .await?;
+        context.metrics.rows_flushed.add(encoded.info.rows);
+        context
+            .metrics
+            .sst_bytes_written
+            .add(encoded.bytes.len() as u64);
+        tracing::info!(
+            memtable = memtable.id(),
+            sst = id,
+            rows = encoded.info.rows,
+            bytes = encoded.bytes.len(),
+            %through,
+            "memtable flushed"
+        );
+        // The memtable may have stopped meanwhile (closing); then nobody waits for this.
+        let _ = context.memtable.notify(MemtableMessage::Flushed {
+            memtable: memtable.id(),
+            through,
+        });
+        Ok(())
+    }
+
+    /// Writes the SST under the next free id and returns the id.
+    async fn write(&self, encoded: &EncodedSst) -> Result<u64, FlushError> {
+        let context = &self.context;
+        loop {
+            let id = context
+                .publisher
+                .ask(|reply| PublisherMessage::ReserveSstId { reply })
+                .await?;
+            let path = sst_path(id);
+            match context
+                .storage
+                .put_if_absent(&path, encoded.bytes.clone())
+                .await?
+            {
+                PutOutcome::Created => return Ok(id),
+                PutOutcome::AlreadyExists => {
+                    tracing::warn!(
+                        path,
+                        "an SST file already has this name; trying the next id"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The manifest's description of a freshly flushed SST, which starts at level 0.
+fn level_zero_descriptor(id: u64, info: &SstInfo) -> SstDescriptor {
+    SstDescriptor {
+        id,
+        level: 0,
+        rows: info.rows,
+        bytes: info.bytes,
+        min_key: info.min_key.clone(),
+        max_key: info.max_key.clone(),
+        min_timestamp: info.min_ts,
+        max_timestamp: info.max_ts,
+        deletes: info.deletes,
+        unique_keys: info.unique_keys,
+    }
+}
+
+/// Encodes every version of `memtable` as an SST. The memtable is sealed: nothing is added to it
+/// while this runs.
+fn encode(
+    memtable: &Memtable,
+    table: &TableSchema,
+    options: &SstOptions,
+) -> Result<EncodedSst, FlushError> {
+    let mut writer = SstWriter::new(table, options, memtable.key_count())?;
+    let schema = sst_schema(table);
+    let mut after: Option<KeyBytes> = None;
+    loop {
+        let chunk =
+            memtable.versions_chunk(after.as_ref().map(KeyBytes::as_bytes), FLUSH_CHUNK_ROWS);
+        let Some(last) = chunk.keys.last().cloned() else {
+            break;
+        };
+        let batch = sst_batch(&schema, table.schema().fields().len(), &chunk)?;
+        writer.write(&batch, &chunk.keys)?;
+        after = Some(last);
+    }
+    Ok(writer.finish()?)
+}
+
+/// A chunk of memtable versions as a batch of the SST schema: the user columns, then the commit
+/// timestamp and the delete flag.
+fn sst_batch(
+    schema: &arrow_schema::SchemaRef,
+    user_columns: usize,
+    chunk: &Chunk,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let rows: Vec<(usize, usize)> = chunk
+        .rows
+        .iter()
+        .map(|&(batch, row, _)| (batch, row))
+        .collect();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(user_columns + 2);
+    for column in 0..user_columns {
+        let arrays: Vec<&dyn arrow_array::Array> = chunk
+            .batches
+            .iter()
+            .map(|batch| batch.column(column).as_ref())
+            .collect();
+        columns.push(interleave(&arrays, &rows)?);
+    }
+    columns.push(Arc::new(UInt64Array::from_iter_values(
+        chunk.timestamps.iter().map(|timestamp| timestamp.get()),
+    )));
+    columns.push(Arc::new(BooleanArray::from_iter(
+        chunk.rows.iter().map(|&(_, _, deleted)| Some(deleted)),
+    )));
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
+impl Actor for Flusher {
+    type Message = FlusherMessage;
+    type Error = FlushError;
+
+    const NAME: &'static str = "flusher";
+
+    async fn handle(&mut self, message: FlusherMessage) -> Result<(), FlushError> {
+        match message {
+            FlusherMessage::Flush { memtable } => self.flush(memtable).await,
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The manifest publisher actor: owns the current version, publishes the next ones.
+//!
+//! It hands out SST ids (from its epoch's range, never twice), and publishes each flushed SST as
+//! a new version — SST added, WAL floor raised, time mark recorded — with put-if-absent. Once a
+//! version is published it becomes part of the read view, with the SST readers it needs, and
+//! older records are pruned.
+//!
+//! Promises:
+//! - a version is installed in the read view only after its record is durably published, and
+//!   names only SSTs the flusher wrote durably before asking (invariant 6);
+//! - if another writer has claimed the database (a newer epoch), this actor fails with
+//!   [`ManifestError::Fenced`]: the database stops and writes nothing more;
+//! - a record this writer published but lost sight of (an ambiguous storage answer, then a
+//!   retry) is built upon, not fought: same epoch means it is this writer's own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use damselfly_runtimes::Runtime;
+
+use super::{
+    ManifestError, ManifestStore, Published, Retention, SstDescriptor, Version, check_not_fenced,
+};
+use crate::kernel::{Actor, Reply};
+use crate::memtable::Visibility;
+use crate::sst::SstReader;
+use crate::timestamp::Timestamp;
+
+/// Records kept below the newest when pruning: enough to inspect recent history by hand.
+const RECORDS_KEPT: u64 = 16;
+
+/// A published manifest version with the open readers of its SSTs: what reads consult.
+#[derive(Debug)]
+pub struct PublishedVersion {
+    /// The version.
+    pub version: Version,
+    readers: BTreeMap<u64, Arc<SstReader>>,
+}
+
+impl PublishedVersion {
+    /// `version` with a reader for each of its SSTs.
+    pub fn new(version: Version, readers: BTreeMap<u64, Arc<SstReader>>) -> Self {
+        debug_assert!(
+            version.ssts().all(|sst| readers.contains_key(&sst.id)),
+            "every SST of a published version has a reader"
+        );
+        Self { version, readers }
+    }
+
+    /// The version's SSTs with their readers.
+    pub fn ssts(&self) -> impl Iterator<Item = (&SstDescriptor, &Arc<SstReader>)> {
+        self.version
+            .ssts()
+            .filter_map(|sst| self.readers.get(&sst.id).map(|reader| (sst, reader)))
+    }
+
+    /// The number of SSTs.
+    pub fn len(&self) -> usize {
+        self.readers.len()
+    }
+
+    /// Whether the version has no SST.
+    pub fn is_empty(&self) -> bool {
+        self.readers.is_empty()
+    }
+}
+
+/// A message to the manifest publisher.
+#[derive(Debug)]
+pub enum PublisherMessage {
+    /// Hand out an SST id no file has been written under by this writer.
+    ReserveSstId {
+        /// Where the id goes.
+        reply: Reply<u64>,
+    },
+    /// Publish a version with this SST added and the WAL floor raised to `wal_floor`.
+    AddSst {
+        /// The SST, durably written.
+        descriptor: SstDescriptor,
+        /// Its reader.
+        reader: Arc<SstReader>,
+        /// Every commit at or below this is now in an SST.
+        wal_floor: Timestamp,
+        /// Answered once the version is published and visible.
+        reply: Reply<()>,
+    },
+}
+
+/// The manifest publisher actor.
+#[derive(Debug)]
+pub struct Publisher {
+    store: ManifestStore,
+    current: Arc<PublishedVersion>,
+    next_sst_id: u64,
+    retention: Retention,
+    clock: Arc<dyn Runtime>,
+    visibility: Arc<Visibility>,
+}
+
+impl Publisher {
+    /// A publisher continuing from `current` (the version this writer claimed at open).
+    pub fn new(
+        store: ManifestStore,
+        current: Arc<PublishedVersion>,
+        retention: Retention,
+        clock: Arc<dyn Runtime>,
+        visibility: Arc<Visibility>,
+    ) -> Self {
+        Self {
+            store,
+            next_sst_id: current.version.next_sst_id,
+            current,
+            retention,
+            clock,
+            visibility,
+        }
+    }
+
+    async fn add_sst(
+        &mut self,
+        descriptor: SstDescriptor,
+        reader: Arc<SstReader>,
+        wal_floor: Timestamp,
+    ) -> Result<(), ManifestError> {
+        let mut base = self.current.version.clone();
+        let published = loop {
+            let next = base
+                .successor()
+                .with_sst_added(descriptor.clone())?
+                .with_wal_floor(wal_floor.get())?
+                .with_time_mark(self.wall_clock_ms(), &self.retention);
+            match self.store.publish(&next).await? {
+                Published::Created => break next,
+                // Only this writer publishes in its epoch: a newer record of the same epoch is
+                // one of its own it lost sight of. Anything newer is checked for fencing.
+                Published::Superseded { latest } => {
+                    check_not_fenced(self.current.version.epoch, &latest)?;
+                    tracing::warn!(
+                        number = latest.number,
+                        "building on a manifest record this writer published earlier"
+                    );
+                    base = latest;
+                }
+            }
+        };
+        let mut readers = self.current.readers.clone();
+        readers.insert(descriptor.id, reader);
+        self.install(published, readers);
+        Ok(())
+    }
+
+    fn install(&mut self, version: Version, readers: BTreeMap<u64, Arc<SstReader>>) {
+        tracing::debug!(
+            number = version.number,
+            ssts = readers.len(),
+            "manifest version published"
+        );
+        let published = Arc::new(PublishedVersion::new(version, readers));
+        self.visibility.set_version(Arc::clone(&published));
+        self.current = published;
+    }
+
+    /// Deletes records well below the newest; failures only leave records behind.
+    async fn prune(&self) {
+        let keep_from = self.current.version.number.saturating_sub(RECORDS_KEPT);
+        if let Err(error) = self.store.prune(keep_from).await {
+            tracing::warn!(%error, "could not prune old manifest records; will retry");
+        }
+    }
+
+    fn wall_clock_ms(&self) -> u64 {
+        self.clock
+            .wall_clock()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64)
+    }
+}
+
+impl Actor for Publisher {
+    type Message = PublisherMessage;
+    type Error = ManifestError;
+
+    const NAME: &'static str = "manifest-publisher";
+
+    async fn handle(&mut self, message: PublisherMessage) -> Result<(), ManifestError> {
+        match message {
+            PublisherMessage::ReserveSstId { reply } => {
+                reply.send(self.next_sst_id);
+                self.next_sst_id += 1;
+                Ok(())
+            }
+            PublisherMessage::AddSst {
+                descriptor,
+                reader,
+                wal_floor,
+                reply,
+            } => {
+                self.add_sst(descriptor, reader, wal_floor).await?;
+                reply.send(());
+                self.prune().await;
+                Ok(())
+            }
+        }
+    }
+}
