@@ -67,7 +67,8 @@ runtime_test!(
         assert_eq!(ids, (0..total * ROWS_PER_COMMIT).collect::<Vec<_>>());
         let metrics = db.metrics();
         assert_eq!(metrics.commits, total);
-        assert!(metrics.wal_syncs <= total, "at most one sync per commit");
+        // At most one sync per commit, plus the one that starts this writer's part of the log.
+        assert!(metrics.wal_syncs <= total + 1, "at most one sync per commit");
         db.close().await
     }
 );

@@ -89,7 +89,8 @@ runtime_test!(
         assert_eq!(metrics.rows_committed, 10);
         assert_eq!(metrics.memtable_keys, 10);
         assert!(metrics.wal_bytes_written > 0);
-        assert!(metrics.wal_syncs >= 1 && metrics.wal_syncs <= 5);
+        // At most one sync per commit, plus the one that starts this writer's part of the log.
+        assert!(metrics.wal_syncs >= 2 && metrics.wal_syncs <= 6, "{}", metrics.wal_syncs);
         assert!(metrics.memtable_bytes > 0 && metrics.memtable_bytes <= metrics.memtable_budget_bytes);
         assert_eq!(metrics.visible_timestamp, Timestamp::new(5));
         Ok(())

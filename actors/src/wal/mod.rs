@@ -204,8 +204,7 @@ impl WalWriter {
         let segment = self.open.insert(segment);
         let mut group = Vec::new();
         if segment.next_sequence == 0 {
-            let header = segment::encode_header(segment.id, self.previous, &self.schema_message);
-            frame::encode(&mut group, FrameKind::SegmentHeader, 0, 0, &[&header])?;
+            group = header_frame(segment.id, self.previous, &self.schema_message)?;
             segment.next_sequence = 1;
         }
         for (timestamp, body) in self.queued.drain(..) {
@@ -239,9 +238,7 @@ impl WalWriter {
     /// Object stores: the group becomes a whole segment, written with put-if-absent.
     async fn put_group(&mut self, through: Timestamp) -> Result<(), WalError> {
         let id = self.next_id;
-        let header = segment::encode_header(id, self.previous, &self.schema_message);
-        let mut group = Vec::new();
-        frame::encode(&mut group, FrameKind::SegmentHeader, 0, 0, &[&header])?;
+        let mut group = header_frame(id, self.previous, &self.schema_message)?;
         for (sequence, (timestamp, body)) in (1..).zip(self.queued.drain(..)) {
             let timestamp = timestamp.get().to_le_bytes();
             frame::encode(
@@ -269,6 +266,25 @@ impl WalWriter {
         self.metrics.wal_segments_created.add(1);
         self.metrics.wal_writes.add(1);
         self.metrics.wal_bytes_written.add(length);
+        self.mark_synced();
+        Ok(())
+    }
+
+    /// Starts this writer's part of the log with a segment of its own, durably. Its header
+    /// records where replay ended, so whatever an older writer — crashed, or fenced off by this
+    /// one's claim — still appends to its last segment is superseded and never replayed.
+    async fn start_log(&mut self) -> Result<(), WalError> {
+        if !self.storage.supports_durable_append() {
+            return self.put_group(self.written_through).await;
+        }
+        let segment = self.create_segment().await?;
+        let segment = self.open.insert(segment);
+        let header = header_frame(segment.id, self.previous, &self.schema_message)?;
+        segment.next_sequence = 1;
+        segment
+            .file
+            .append(Bytes::from(header), Durability::Synced)
+            .await?;
         self.mark_synced();
         Ok(())
     }
@@ -386,6 +402,18 @@ impl WalWriter {
     }
 }
 
+/// The header frame of segment `id`, which follows `previous`.
+fn header_frame(
+    id: u64,
+    previous: Option<SegmentEnd>,
+    schema_message: &[u8],
+) -> Result<Vec<u8>, WalError> {
+    let header = segment::encode_header(id, previous, schema_message);
+    let mut frame_bytes = Vec::new();
+    frame::encode(&mut frame_bytes, FrameKind::SegmentHeader, 0, 0, &[&header])?;
+    Ok(frame_bytes)
+}
+
 impl WalSyncPolicy {
     /// How durable a write must be, given the bytes and the time since the last sync.
     fn durability_for(self, unsynced_bytes: u64, since_sync: Duration) -> Durability {
@@ -408,6 +436,10 @@ impl Actor for WalWriter {
     type Error = WalError;
 
     const NAME: &'static str = "wal-writer";
+
+    async fn on_start(&mut self) -> Result<(), WalError> {
+        self.start_log().await
+    }
 
     async fn handle(&mut self, message: WalMessage) -> Result<(), WalError> {
         match message {

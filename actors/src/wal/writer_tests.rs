@@ -173,6 +173,9 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
     let GateControl { entered, release } = gate.expect("gated");
     let running = start(&storage, WalOptions::default());
     smol::block_on(async {
+        // The writer starts its part of the log with a synced segment header.
+        entered.recv().await.expect("the start of the log is synced");
+        release.send(()).await.expect("release the start");
         append(&running.wal, 1).await;
         entered.recv().await.expect("the first sync starts");
         // While it is in flight, nine more commits arrive.
@@ -190,7 +193,7 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
         );
     });
     let appends = storage.appends();
-    assert_eq!(appends, [Durability::Synced, Durability::Synced]);
+    assert_eq!(appends, [Durability::Synced; 3], "the start, then two groups");
     assert_eq!(running.metrics.wal_writes.get(), 2);
     assert_eq!(running.metrics.wal_synced_timestamp.get(), 10);
     assert!(running.lifecycle.failure().is_none());
@@ -263,10 +266,11 @@ fn without_durable_appends_every_group_is_its_own_segment() {
         running.handle.await.expect("a clean stop");
     });
     assert!(storage.appends().is_empty());
-    assert_eq!(running.metrics.wal_segments_created.get(), 5);
+    // One object to start the writer's part of the log, then one per group.
+    assert_eq!(running.metrics.wal_segments_created.get(), 6);
     let summary = smol::block_on(replay::replay(&storage.memory, &table(), 0, |_| Ok(())))
         .expect("an intact log");
-    assert_eq!((summary.commits, summary.segments.len()), (5, 5));
+    assert_eq!((summary.commits, summary.segments.len()), (5, 6));
 }
 
 #[test]
@@ -286,8 +290,9 @@ fn segments_rotate_by_age() {
         running.wal.close();
         running.handle.await.expect("a clean stop");
     });
-    assert_eq!(running.metrics.wal_segments_created.get(), 4);
+    // The segment that starts the log, then a new one for each group.
+    assert_eq!(running.metrics.wal_segments_created.get(), 5);
     let summary = smol::block_on(replay::replay(&storage.memory, &table(), 0, |_| Ok(())))
         .expect("an intact log");
-    assert_eq!((summary.commits, summary.segments.len()), (4, 4));
+    assert_eq!((summary.commits, summary.segments.len()), (4, 5));
 }
