@@ -30,7 +30,7 @@ mod reader;
 mod scan;
 mod writer;
 
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::sync::Arc;
 
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -243,6 +243,20 @@ pub enum SstError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// The first index of `range` for which `is_left` is false (`is_left` is true, then false).
+pub(crate) fn partition_point(range: Range<usize>, is_left: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if is_left(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
 }
 
 /// The path used in messages about an SST being written.
