@@ -181,6 +181,18 @@ fn sst_performance() {
     ))
     .expect("open");
 
+    let parquet = reader.shared.metadata.parquet();
+    let bloom_bytes: i64 = parquet
+        .row_groups()
+        .iter()
+        .filter_map(|group| group.column(0).bloom_filter_length())
+        .map(i64::from)
+        .sum();
+    println!(
+        "SST of {} bytes: {} row groups, {bloom_bytes} bytes of key bloom filters",
+        sst.bytes.len(),
+        parquet.num_row_groups()
+    );
     let all = [0, 1, 2, 3, 4];
     for batch_size in [1024, 8192] {
         let arrow_all = best_of(3, || arrow_rs_read(&sst.bytes, None, batch_size));
