@@ -30,9 +30,11 @@ mod reader;
 mod scan;
 mod writer;
 
-use std::ops::Bound;
+use std::ops::{Bound, Range};
 use std::sync::Arc;
 
+use arrow_array::{BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
+use arrow_buffer::{BooleanBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use damselfly_runtimes::StorageError;
 use parquet::basic::{Compression, ZstdLevel};
@@ -66,6 +68,25 @@ pub fn sst_schema(table: &TableSchema) -> SchemaRef {
     fields.push(Field::new(COMMIT_TS_COLUMN, DataType::UInt64, false));
     fields.push(Field::new(DELETED_COLUMN, DataType::Boolean, false));
     Arc::new(Schema::new(fields))
+}
+
+/// A batch in the SST schema: the table's `rows`, each with its commit timestamp and delete
+/// flag.
+pub fn sst_batch(
+    table: &TableSchema,
+    rows: &RecordBatch,
+    timestamps: ScalarBuffer<u64>,
+    deleted: BooleanBuffer,
+) -> Result<RecordBatch, SstError> {
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(UInt64Array::new(timestamps, None)));
+    columns.push(Arc::new(BooleanArray::new(deleted, None)));
+    let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        sst_schema(table),
+        columns,
+        &options,
+    )?)
 }
 
 /// How an SST's pages are compressed.
@@ -243,6 +264,20 @@ pub enum SstError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// The first index of `range` for which `is_left` is false (`is_left` is true, then false).
+pub(crate) fn partition_point(range: Range<usize>, is_left: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (range.start, range.end);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if is_left(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
 }
 
 /// The path used in messages about an SST being written.

@@ -6,11 +6,14 @@
 //! per block it decodes (kept in the shared [`BlockCache`]). It returns the key's newest version
 //! at or before the read timestamp — a delete included — or nothing.
 
+use std::cmp::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, RecordBatch};
+use arrow_ord::ord::make_comparator;
+use arrow_schema::SortOptions;
 use arrow_select::concat::concat_batches;
 use damselfly_runtimes::Storage;
 use parquet::arrow::ProjectionMask;
@@ -23,7 +26,7 @@ use super::cache::{Block, BlockCache};
 use super::fetch::{next_reader, read_ranges};
 use super::metadata::{self, SstMetadata};
 use super::scan::{ScanOptions, SstScan};
-use super::{KeyRange, SstError, SstInfo};
+use super::{KeyRange, SstError, SstInfo, partition_point};
 use crate::table::{KeyBytes, TableSchema};
 
 /// One version of a key, as stored in an SST.
@@ -56,7 +59,7 @@ pub(crate) struct Shared {
     pub table: Arc<TableSchema>,
     pub metadata: SstMetadata,
     pub info: SstInfo,
-    cache: Arc<BlockCache>,
+    pub cache: Arc<BlockCache>,
     cache_file: u64,
     /// Per row group, per key column: the bloom filter once loaded (`None` inside: the column
     /// chunk has none).
@@ -116,14 +119,16 @@ impl SstReader {
     }
 
     /// The newest version of `key` with a commit timestamp `<= read_at`, or `None`.
-    /// `key_columns` holds the key as one-row arrays of the key columns, in key order; the bloom
-    /// filters are probed with them.
+    /// `key_columns` is the same key as one-row arrays of the key columns, in key order: the
+    /// bloom filters are probed, and a block's rows compared, with them (debug builds check that
+    /// they encode to `key`).
     pub async fn get(
         &self,
         key: &KeyBytes,
         key_columns: &[ArrayRef],
         read_at: u64,
     ) -> Result<Option<SstVersion>, SstError> {
+        self.check_key_columns(key, key_columns)?;
         let info = &self.shared.info;
         if read_at < info.min_ts || *key < info.min_key || *key > info.max_key {
             return Ok(None);
@@ -145,22 +150,80 @@ impl SstReader {
         };
         while block <= last {
             let decoded = self.block(block).await?;
-            let start = decoded.keys.partition_point(|row_key| row_key < key);
-            for row in start..decoded.keys.len() {
-                if decoded.keys[row] != *key {
-                    return Ok(None);
-                }
-                if decoded.timestamps[row] <= read_at {
-                    return Ok(Some(SstVersion {
-                        timestamp: decoded.timestamps[row],
-                        deleted: decoded.deleted.value(row),
-                        row: decoded.rows.slice(row, 1),
-                    }));
-                }
+            if let Some(found) = self.find_in_block(&decoded, key_columns, read_at)? {
+                return Ok(found);
             }
             block += 1;
         }
         Ok(None)
+    }
+
+    /// The key's newest version `<= read_at` in `block`: `Some(None)` if the key ends in the
+    /// block without one, `None` if the block's last row is (or precedes) the key, so that its
+    /// versions may continue in the next block.
+    fn find_in_block(
+        &self,
+        block: &Block,
+        key_columns: &[ArrayRef],
+        read_at: u64,
+    ) -> Result<Option<Option<SstVersion>>, SstError> {
+        let comparators = self
+            .shared
+            .table
+            .key_indices()
+            .iter()
+            .zip(key_columns)
+            .map(|(&index, probe)| {
+                let column = block.rows.column(index);
+                make_comparator(column.as_ref(), probe.as_ref(), SortOptions::default())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The order of the key columns' values is the order of their encoding.
+        let compare = |row: usize| {
+            comparators
+                .iter()
+                .map(|comparator| comparator(row, 0))
+                .find(|ordering| ordering.is_ne())
+                .unwrap_or(Ordering::Equal)
+        };
+        let rows = block.rows.num_rows();
+        let start = partition_point(0..rows, |row| compare(row).is_lt());
+        for row in start..rows {
+            if compare(row).is_ne() {
+                return Ok(Some(None));
+            }
+            if block.timestamps[row] <= read_at {
+                return Ok(Some(Some(SstVersion {
+                    timestamp: block.timestamps[row],
+                    deleted: block.deleted.value(row),
+                    row: block.rows.slice(row, 1),
+                })));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `key_columns` must be one row of each key column's type.
+    fn check_key_columns(&self, key: &KeyBytes, key_columns: &[ArrayRef]) -> Result<(), SstError> {
+        let fields = self.shared.table.key_fields();
+        let fits = fields.len() == key_columns.len()
+            && fields.iter().zip(key_columns).all(|(field, column)| {
+                column.len() == 1 && column.data_type() == field.data_type()
+            });
+        if !fits {
+            return Err(SstError::InvalidInput {
+                reason: format!(
+                    "a key needs one row of each key column ({fields:?}), got {} columns",
+                    key_columns.len()
+                ),
+            });
+        }
+        debug_assert_eq!(
+            self.shared.table.encode_key(key_columns).ok().as_ref(),
+            Some(key),
+            "key_columns must be the key"
+        );
+        Ok(())
     }
 
     /// Scans `range` at `read_at`, returning the table columns `projection` (indices into the
@@ -329,19 +392,10 @@ impl Shared {
             Arc::clone(self.table.schema()),
             batch.columns()[..user_columns].to_vec(),
         )?;
-        let keys = self
-            .table
-            .encode_keys(&rows)
-            .map_err(|error| self.corrupt(format!("keys do not encode: {error}")))?;
-        let keys = keys
-            .iter()
-            .map(|row| KeyBytes::from_slice(row.data()))
-            .collect();
         let timestamps = batch.column(user_columns).as_primitive::<UInt64Type>();
         let deleted = batch.column(user_columns + 1).as_boolean();
         Ok(Block {
             rows,
-            keys,
             timestamps: timestamps.values().clone(),
             deleted: deleted.values().clone(),
         })

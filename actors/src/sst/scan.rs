@@ -22,7 +22,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, ScalarBuffer};
-use arrow_row::Rows;
 use arrow_schema::SchemaRef;
 use arrow_select::filter::{FilterBuilder, FilterPredicate};
 use parquet::arrow::ProjectionMask;
@@ -33,7 +32,7 @@ use parquet::arrow::push_decoder::{
 
 use super::fetch::next_reader;
 use super::reader::Shared;
-use super::{KeyRange, SstError};
+use super::{KeyRange, SstError, partition_point};
 use crate::table::KeyBytes;
 
 /// What a scan computes besides the projected columns.
@@ -251,7 +250,7 @@ impl SstScan {
             !matches!(self.range.lower, Bound::Unbounded) && first_row < self.lower_edge_end;
         let at_upper_edge = !matches!(self.range.upper, Bound::Unbounded)
             && first_row + length as u64 > self.upper_edge_start;
-        let keys = if at_lower_edge
+        let mut keys = if at_lower_edge
             || at_upper_edge
             || self.mode == Mode::Versions
             || self.options.need_keys
@@ -263,10 +262,10 @@ impl SstScan {
         let mut window = 0..length;
         if let Some(keys) = keys.as_ref().filter(|_| at_lower_edge || at_upper_edge) {
             window.start = partition_point(0..length, |row| {
-                !self.range.above_lower(keys.row(row).data())
+                !self.range.above_lower(keys[row].as_bytes())
             });
             window.end = partition_point(window.start..length, |row| {
-                self.range.below_upper(keys.row(row).data())
+                self.range.below_upper(keys[row].as_bytes())
             });
             if window.end < length {
                 // Past the range: nothing after this batch is wanted.
@@ -284,11 +283,14 @@ impl SstScan {
                 .values()
                 .clone()
         });
-        let selected = self.select(window.clone(), keys.as_ref(), timestamps.as_ref());
-        self.assemble(batch, window, selected, keys.as_ref(), timestamps)
+        let selected = self.select(window.clone(), keys.as_deref(), timestamps.as_ref());
+        if !self.options.need_keys {
+            keys = None;
+        }
+        self.assemble(batch, window, selected, keys, timestamps)
     }
 
-    fn encode_keys(&self, batch: &RecordBatch) -> Result<Rows, SstError> {
+    fn encode_keys(&self, batch: &RecordBatch) -> Result<Vec<KeyBytes>, SstError> {
         let columns: Vec<ArrayRef> = self
             .layout
             .keys
@@ -297,7 +299,7 @@ impl SstScan {
             .collect();
         self.shared
             .table
-            .encode_key_columns(&columns)
+            .encode_key_bytes(&columns)
             .map_err(|error| self.shared.corrupt(format!("keys do not encode: {error}")))
     }
 
@@ -305,7 +307,7 @@ impl SstScan {
     fn select(
         &mut self,
         window: Range<usize>,
-        keys: Option<&Rows>,
+        keys: Option<&[KeyBytes]>,
         timestamps: Option<&ScalarBuffer<u64>>,
     ) -> Option<BooleanBuffer> {
         let read_at = self.read_at;
@@ -333,7 +335,7 @@ impl SstScan {
     fn newest_visible(
         &mut self,
         window: Range<usize>,
-        keys: &Rows,
+        keys: &[KeyBytes],
         timestamps: &ScalarBuffer<u64>,
     ) -> BooleanBuffer {
         let mut selected = BooleanBufferBuilder::new(window.len());
@@ -342,21 +344,18 @@ impl SstScan {
             None => (None, false),
         };
         for row in window.clone() {
-            let key = keys.row(row);
+            let key = &keys[row];
             let same = if row == window.start {
-                previous
-                    .as_ref()
-                    .is_some_and(|previous| previous.as_bytes() == key.data())
+                previous.as_ref() == Some(key)
             } else {
-                keys.row(row - 1) == key
+                keys[row - 1] == *key
             };
             found &= same;
             let visible = !found && timestamps[row] <= self.read_at;
             found |= visible;
             selected.append(visible);
         }
-        let last = KeyBytes::from_slice(keys.row(window.end - 1).data());
-        self.carry = Some((last, found));
+        self.carry = Some((keys[window.end - 1].clone(), found));
         selected.finish()
     }
 
@@ -366,7 +365,7 @@ impl SstScan {
         batch: &RecordBatch,
         window: Range<usize>,
         selected: Option<BooleanBuffer>,
-        keys: Option<&Rows>,
+        keys: Option<Vec<KeyBytes>>,
         timestamps: Option<ScalarBuffer<u64>>,
     ) -> Result<Option<SstChunk>, SstError> {
         let length = window.len();
@@ -395,10 +394,7 @@ impl SstScan {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let output =
             RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
-        let keys = match (self.options.need_keys, keys) {
-            (true, Some(keys)) => Some(selected_keys(keys, window.clone(), selected.as_ref())),
-            _ => None,
-        };
+        let keys = keys.map(|keys| selected_keys(keys, window.clone(), selected.as_ref()));
         let timestamps = match (self.options.need_timestamps, timestamps) {
             (true, Some(timestamps)) => {
                 let array: ArrayRef = Arc::new(arrow_array::UInt64Array::new(timestamps, None));
@@ -420,29 +416,25 @@ impl SstScan {
 }
 
 /// The keys of the rows of `window` that `mask` selects (all without one).
-fn selected_keys(keys: &Rows, window: Range<usize>, mask: Option<&BooleanBuffer>) -> Vec<KeyBytes> {
-    let key = |row: usize| KeyBytes::from_slice(keys.row(row).data());
+fn selected_keys(
+    mut keys: Vec<KeyBytes>,
+    window: Range<usize>,
+    mask: Option<&BooleanBuffer>,
+) -> Vec<KeyBytes> {
+    keys.truncate(window.end);
     match mask {
-        None => window.map(key).collect(),
-        Some(mask) => mask
-            .set_indices()
-            .map(|index| key(window.start + index))
-            .collect(),
-    }
-}
-
-/// The first index of `range` for which `is_left` is false (`is_left` is true, then false).
-fn partition_point(range: Range<usize>, is_left: impl Fn(usize) -> bool) -> usize {
-    let (mut low, mut high) = (range.start, range.end);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        if is_left(middle) {
-            low = middle + 1;
-        } else {
-            high = middle;
+        None => {
+            keys.drain(..window.start);
+            keys
+        }
+        Some(mask) => {
+            let mut selected = mask.iter();
+            keys.into_iter()
+                .skip(window.start)
+                .filter(|_| selected.next().unwrap_or(false))
+                .collect()
         }
     }
-    low
 }
 
 /// The Parquet root columns a scan decodes, and where each lands in its batches.

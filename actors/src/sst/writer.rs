@@ -205,6 +205,12 @@ impl SstWriter {
     }
 }
 
+/// A column chunk's dictionary may grow to this size before the column falls back to plain
+/// encoding. Parquet's default (1 MiB) keeps a whole row group of random 64-bit values in a
+/// dictionary: larger than plain (index bits on top), and a point lookup must read and decode
+/// the whole dictionary for one block. 64 KiB keeps dictionaries for low-cardinality columns.
+const DICTIONARY_PAGE_BYTES: usize = 64 << 10;
+
 /// The Parquet writer settings of the SST format.
 fn writer_properties(
     table: &TableSchema,
@@ -225,6 +231,7 @@ fn writer_properties(
         .set_max_row_group_row_count(Some(options.row_group_rows))
         .set_max_row_group_bytes(None)
         .set_bloom_filter_position(BloomFilterPosition::End)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .set_bloom_filter_for_dictionary_encoded_chunks(true)
         .set_sorting_columns(Some(sorting_columns(table, schema)?));
     // The last key column is the key's most distinct part (the whole key when it has one

@@ -15,6 +15,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use arrow_array::{Array, BinaryArray};
 use arrow_schema::DataType;
 
 /// Keys up to this many bytes are stored inline.
@@ -70,6 +71,33 @@ impl KeyBytes {
         } else {
             Self(Repr::Heap(bytes.into()))
         }
+    }
+
+    /// The keys of a binary array of encoded keys (as `arrow_row::Rows::try_into_binary`
+    /// makes), one per element. Faster than [`KeyBytes::from_slice`] per element: an inline key
+    /// is cut from a fixed 16-byte read where the buffer allows one.
+    pub fn from_binary(array: &BinaryArray) -> Vec<KeyBytes> {
+        let values = array.values().as_slice();
+        let mut keys = Vec::with_capacity(array.len());
+        for pair in array.value_offsets().windows(2) {
+            let (start, end) = (pair[0] as usize, pair[1] as usize);
+            let length = end - start;
+            let window = values.get(start..start + INLINE_KEY_BYTES + 1);
+            match window.and_then(|window| <[u8; INLINE_KEY_BYTES + 1]>::try_from(window).ok()) {
+                Some(window) if length <= INLINE_KEY_BYTES => {
+                    // Keep the key's bytes, zero the rest, and put the length in the last byte.
+                    let kept = match length {
+                        0 => 0,
+                        _ => u128::from_be_bytes(window) & (u128::MAX << (128 - 8 * length)),
+                    };
+                    keys.push(KeyBytes(Repr::Inline(
+                        (kept | length as u128).to_be_bytes(),
+                    )));
+                }
+                _ => keys.push(KeyBytes::from_slice(&values[start..end])),
+            }
+        }
+        keys
     }
 
     /// The encoded bytes.
@@ -203,6 +231,25 @@ mod tests {
                     );
                     assert_eq!(a == b, left == right);
                     assert_eq!(a.as_bytes(), &left[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keys_from_a_binary_array_are_the_same_keys() {
+        for seed in 1..10 {
+            let raw = keys(seed, 200);
+            let array = BinaryArray::from_iter_values(raw.iter());
+            let sliced = array.slice(3, 150);
+            for (array, raw) in [(&array, &raw[..]), (&sliced, &raw[3..153])] {
+                let from_binary = KeyBytes::from_binary(array);
+                let one_by_one: Vec<KeyBytes> =
+                    raw.iter().map(|key| KeyBytes::from_slice(key)).collect();
+                assert_eq!(from_binary.len(), one_by_one.len());
+                for (a, b) in from_binary.iter().zip(&one_by_one) {
+                    assert_eq!(a.as_bytes(), b.as_bytes(), "seed {seed}");
+                    assert_eq!(a.cmp(b), Ordering::Equal, "seed {seed}");
                 }
             }
         }

@@ -316,6 +316,13 @@ impl TableSchema {
         Ok(self.key_encoder.convert_columns(key_columns)?)
     }
 
+    /// Encodes keys given as arrays of the key columns (in key order, equal lengths) into
+    /// [`KeyBytes`], one per row.
+    pub fn encode_key_bytes(&self, key_columns: &[ArrayRef]) -> Result<Vec<KeyBytes>, SchemaError> {
+        let rows = self.key_encoder.convert_columns(key_columns)?;
+        Ok(KeyBytes::from_binary(&rows.try_into_binary()?))
+    }
+
     /// Encodes one key given as single-row arrays of the key columns' types, in key order.
     pub fn encode_key(&self, key_columns: &[ArrayRef]) -> Result<KeyBytes, SchemaError> {
         let rows = self.key_encoder.convert_columns(key_columns)?;

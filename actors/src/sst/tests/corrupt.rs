@@ -88,19 +88,32 @@ fn garbage_is_corrupt() {
 }
 
 #[test]
-fn damaged_metadata_never_panics() {
+fn damaged_files_never_panic() {
     let model = random_model(13, 120, 3, 20);
-    let sst = encode(&model, &small_options(), 13);
-    for seed in seeds() {
-        println!("seed {seed} (replay: SST_TEST_SEED={seed} cargo test -p damselfly-actors sst)");
-        let mut rng = fastrand::Rng::with_seed(seed);
-        for _ in 0..150 {
-            let mut bytes = sst.bytes.to_vec();
-            let tail = bytes.len().min(4096);
-            let position = bytes.len() - 1 - rng.usize(..tail);
-            bytes[position] ^= rng.u8(1..);
-            if let Ok(reader) = try_open(&model, Bytes::from(bytes)) {
-                exercise(&model, &reader);
+    for compression in [SstCompression::Zstd(1), SstCompression::Uncompressed] {
+        let options = SstOptions {
+            compression,
+            ..small_options()
+        };
+        let sst = encode(&model, &options, 13);
+        for seed in seeds() {
+            println!(
+                "seed {seed} (replay: SST_TEST_SEED={seed} cargo test -p damselfly-actors sst)"
+            );
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for round in 0..100 {
+                let mut bytes = sst.bytes.to_vec();
+                // Half the damage lands in the metadata at the tail, half anywhere.
+                let span = if round % 2 == 0 {
+                    bytes.len().min(4096)
+                } else {
+                    bytes.len()
+                };
+                let position = bytes.len() - 1 - rng.usize(..span);
+                bytes[position] ^= rng.u8(1..);
+                if let Ok(reader) = try_open(&model, Bytes::from(bytes)) {
+                    exercise(&model, &reader);
+                }
             }
         }
     }

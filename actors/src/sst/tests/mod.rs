@@ -90,3 +90,25 @@ fn key_columns(model: &Model, batch: &RecordBatch, row: usize) -> Vec<ArrayRef> 
         .map(|&index| batch.column(index).slice(row, 1))
         .collect()
 }
+
+/// Actors run readers, scans and writers on any runtime's threads.
+#[test]
+fn readers_scans_and_writers_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SstReader>();
+    send_sync::<BlockCache>();
+    let model = model::random_model(1, 20, 2, 10);
+    let sst = encode(&model, &small_options(), 1);
+    let (_storage, reader) = open(&model, &sst);
+    let mut scan = reader
+        .scan(KeyRange::all(), 5, &[0], ScanOptions::default())
+        .expect("scan");
+    send(&scan);
+    send(&scan.next_chunk());
+    let (key, versions) = model.versions.iter().next().expect("a key");
+    let columns = key_columns(&model, &model.rows, versions[0].row);
+    send(&reader.get(key, &columns, 5));
+    let writer = SstWriter::new(&model.table, &SstOptions::default(), 0).expect("writer");
+    send(&writer);
+}

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
 };
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StructArray, UInt32Array, UInt64Array};
+use arrow_array::{ArrayRef, RecordBatch, StructArray, UInt32Array};
 use arrow_schema::{DataType, Field, Fields, Schema};
 use arrow_select::take::take_record_batch;
 
-use crate::sst::{KeyRange, sst_schema};
+use crate::sst::{KeyRange, sst_batch};
 use crate::table::{KeyBytes, TableSchema};
 
 /// One version of a key.
@@ -190,14 +190,9 @@ impl Model {
         }
         let indices = UInt32Array::from_iter_values(order.iter().map(|(_, v)| v.row as u32));
         let rows = take_record_batch(&self.rows, &indices).expect("take");
-        let mut columns = rows.columns().to_vec();
-        columns.push(Arc::new(UInt64Array::from_iter_values(
-            order.iter().map(|(_, v)| v.timestamp),
-        )));
-        columns.push(Arc::new(BooleanArray::from_iter(
-            order.iter().map(|(_, v)| Some(v.deleted)),
-        )));
-        let batch = RecordBatch::try_new(sst_schema(&self.table), columns).expect("sst rows");
+        let timestamps = order.iter().map(|(_, v)| v.timestamp).collect();
+        let deleted = order.iter().map(|(_, v)| v.deleted).collect();
+        let batch = sst_batch(&self.table, &rows, timestamps, deleted).expect("sst rows");
         (batch, order.into_iter().map(|(key, _)| key).collect())
     }
 
