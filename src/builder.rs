@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arrow_schema::SchemaRef;
 use damselfly_actors::manifest::Retention;
-use damselfly_actors::sst::{SstCompression, SstOptions};
+use damselfly_actors::sst::{DEFAULT_BLOCK_CACHE_BYTES, SstCompression, SstOptions};
 use damselfly_actors::table::TableSchema;
 use damselfly_actors::wal::{WalOptions, WalSyncPolicy};
 use damselfly_runtimes::{FusioStorage, Runtime, Storage};
@@ -50,7 +50,7 @@ impl Default for Options {
             write_stall_timeout: Duration::from_secs(30),
             mailbox_capacity: 1024,
             sst: SstOptions::default(),
-            block_cache_bytes: 64 << 20,
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             retention: Retention::KEEP_ALL,
         }
     }
@@ -241,7 +241,8 @@ impl DbBuilder {
         self
     }
 
-    /// Memory for decoded SST blocks that point lookups reuse (default 64 MiB).
+    /// Memory for decoded SST blocks that point lookups reuse (default 128 MiB: enough to keep
+    /// a million-row table's blocks warm).
     pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
         self.options.block_cache_bytes = bytes;
         self
