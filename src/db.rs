@@ -76,16 +76,19 @@ enum Stall {
 }
 
 impl DbInner {
-    /// The oldest commit timestamp time travel can read, under the retention.
-    pub(crate) fn oldest_version(&self, view: &ReadView) -> u64 {
+    /// The oldest commit timestamp time travel can read under the retention, counting back from
+    /// `newest`, the newest visible commit (which may still be in a memtable).
+    pub(crate) fn oldest_version(&self, view: &ReadView, newest: Timestamp) -> u64 {
         let now_ms = self
             .runtime
             .wall_clock()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
-        view.version
-            .version
-            .oldest_timestamp(&self.options.retention, now_ms)
+        let version = &view.version.version;
+        self.options
+            .retention
+            .horizon(newest.get(), &version.time_index, now_ms)
+            .max(version.history_floor)
     }
 
     /// `Ok` while the database accepts work.
@@ -216,7 +219,7 @@ impl Db {
     pub async fn list_versions(&self, count: usize) -> Result<Vec<VersionInfo>, Error> {
         self.inner.check_open()?;
         let (view, newest) = self.inner.visibility.snapshot();
-        let oldest = self.inner.oldest_version(&view).max(1);
+        let oldest = self.inner.oldest_version(&view, newest).max(1);
         Ok((oldest..=newest.get())
             .rev()
             .take(count)
@@ -238,7 +241,7 @@ impl Db {
                 "timestamp {timestamp} is newer than the newest commit, {newest}"
             )));
         }
-        let oldest = inner.oldest_version(&view);
+        let oldest = inner.oldest_version(&view, newest);
         if timestamp.get() < oldest {
             return Err(Error::invalid_input(format!(
                 "timestamp {timestamp} is older than the retention keeps; the oldest available \

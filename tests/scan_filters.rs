@@ -115,3 +115,24 @@ runtime_test!(
         Ok(())
     }
 );
+
+runtime_test!(
+    async fn filters_see_only_the_newest_version_across_ssts(runtime) {
+        let db = events_builder().in_memory().open(runtime).await?;
+        // Old versions that match `score < 25` go to an older SST ...
+        db.ingest(events(&[1, 2, 3], 0)).await?; // scores 10, 20, 30
+        db.flush().await?;
+        // ... their newest versions, which do not, to a newer SST and to the memtable.
+        db.ingest(events_scored(&[1], &[1000])).await?;
+        db.flush().await?;
+        db.ingest_with_tombstones(events(&[2], 0), vec![true]).await?;
+        assert_eq!(filtered(&db, Expr::col("score").lt(25i64)).await?, Vec::<u64>::new());
+        assert_eq!(filtered(&db, Expr::col("score").gt(25i64)).await?, [1, 3]);
+        // The other way round: an older version fails the filter, the newest passes.
+        db.ingest(events_scored(&[3], &[5])).await?;
+        db.flush().await?;
+        assert_eq!(filtered(&db, Expr::col("score").lt(25i64)).await?, [3]);
+        assert_eq!(db.metrics().sst_count, 3);
+        Ok(())
+    }
+);

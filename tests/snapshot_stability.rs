@@ -49,3 +49,23 @@ runtime_test!(
         Ok(())
     }
 );
+
+runtime_test!(
+    async fn a_snapshot_stays_put_across_flushes(runtime) {
+        let db = events_builder().in_memory().memtable_bytes(64 << 10).open(runtime).await?;
+        let ids: Vec<u64> = (0..2000).collect();
+        db.ingest(events(&ids, 0)).await?;
+        let snapshot = db.begin_snapshot().await?;
+        let before = snapshot.scan().collect().await?;
+        for round in 1..=5i64 {
+            db.ingest(events(&ids, round)).await?; // every key gets a newer version
+            db.ingest_with_tombstones(events(&[round as u64], 0), vec![true]).await?;
+            db.flush().await?;
+            assert_eq!(snapshot.scan().collect().await?, before, "after flush {round}");
+        }
+        assert!(db.metrics().sst_count >= 5);
+        let row = snapshot.get(Key::from(3u64)).await?.expect("3 existed");
+        assert_eq!(i64_column(&[row], "score"), [30]);
+        Ok(())
+    }
+);

@@ -99,7 +99,10 @@ pub enum WalError {
         reason: String,
     },
     /// Another writer created a segment this writer was about to create.
-    #[error("WAL segment {path} already exists: another writer is using this database")]
+    #[error(
+        "WAL segment {path} already exists: another writer has opened this database since, so \
+         this writer is fenced off and stops"
+    )]
     SegmentTaken {
         /// The segment.
         path: String,

@@ -174,7 +174,10 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
     let running = start(&storage, WalOptions::default());
     smol::block_on(async {
         // The writer starts its part of the log with a synced segment header.
-        entered.recv().await.expect("the start of the log is synced");
+        entered
+            .recv()
+            .await
+            .expect("the start of the log is synced");
         release.send(()).await.expect("release the start");
         append(&running.wal, 1).await;
         entered.recv().await.expect("the first sync starts");
@@ -193,7 +196,11 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
         );
     });
     let appends = storage.appends();
-    assert_eq!(appends, [Durability::Synced; 3], "the start, then two groups");
+    assert_eq!(
+        appends,
+        [Durability::Synced; 3],
+        "the start, then two groups"
+    );
     assert_eq!(running.metrics.wal_writes.get(), 2);
     assert_eq!(running.metrics.wal_synced_timestamp.get(), 10);
     assert!(running.lifecycle.failure().is_none());
