@@ -4,6 +4,7 @@
 mod builder;
 mod db;
 mod error;
+mod export;
 mod expr;
 mod metrics;
 mod open;
@@ -18,6 +19,7 @@ pub use damselfly_actors::sst::SstCompression;
 pub use damselfly_actors::wal::WalSyncPolicy;
 pub use db::{Db, VersionInfo};
 pub use error::{Error, ErrorKind};
+pub use export::ExportSummary;
 pub use expr::{Expr, ExprError};
 pub use metrics::Metrics;
 pub use scan::{DEFAULT_BATCH_ROWS, Scan, ScanStream};

@@ -117,3 +117,29 @@ runtime_test!(
         db.close().await
     }
 );
+
+runtime_test!(
+    async fn an_export_holds_exactly_the_snapshot(runtime) {
+        let folder = temp_dir();
+        let db = events_builder().in_memory().memtable_bytes(32 << 10).open(runtime).await?;
+        let ids: Vec<u64> = (0..3000).collect();
+        db.ingest(events(&ids, 0)).await?;
+        db.ingest_with_tombstones(events(&[5, 6], 0), vec![true, true]).await?;
+        let snapshot = db.begin_snapshot().await?;
+        db.ingest(events(&[7, 9999], 1)).await?; // after the snapshot: not exported
+        let path = folder.path().join("snapshot.parquet");
+        let summary = snapshot.export_parquet(&path).await?;
+        assert_eq!(summary.rows, 2998);
+        #[allow(clippy::disallowed_types)] // the test reads the exported file back from disk
+        let file = std::fs::File::open(&path).expect("the export exists");
+        assert_eq!(file.metadata().expect("metadata").len(), summary.bytes);
+        let read: Vec<_> = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024)
+            .expect("a Parquet file")
+            .collect::<Result<_, _>>()
+            .expect("readable");
+        assert_eq!(read, snapshot.scan().batch_rows(1024).collect().await?);
+        let again = snapshot.export_parquet(&path).await;
+        assert_error(again, damselfly::ErrorKind::InvalidInput, "already exists");
+        db.close().await
+    }
+);
