@@ -199,8 +199,8 @@ async fn run(folder: &std::path::Path) -> Result<(), Box<dyn Error>> {
     )?;
     let metrics = db.metrics();
     println!(
-        "wrote {BATCH_ROWS} more rows after reopening; the memtable holds {} keys in {:.1} MiB",
-        metrics.memtable_keys,
+        "wrote {BATCH_ROWS} more rows after reopening; the memtables hold {} rows in {:.1} MiB",
+        metrics.memtable_rows,
         metrics.memtable_bytes as f64 / (1 << 20) as f64
     );
     db.close().await?;

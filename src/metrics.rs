@@ -34,8 +34,9 @@ pub struct Metrics {
     pub memtable_bytes: u64,
     /// The memtables' memory budget, in bytes.
     pub memtable_budget_bytes: u64,
-    /// Distinct keys in the memtables (a key in several memtables counts once per memtable).
-    pub memtable_keys: u64,
+    /// Rows held in the memtables: one per key and commit, so a key written three times
+    /// counts three times until it is flushed.
+    pub memtable_rows: u64,
     /// Sealed memtables waiting to be flushed.
     pub sealed_memtables: u64,
     /// Memtables flushed to SSTs.
@@ -78,10 +79,10 @@ impl Metrics {
             wal_segments_deleted: counters.wal_segments_deleted.get(),
             memtable_bytes: db.budget.used() as u64,
             memtable_budget_bytes: db.budget.limit() as u64,
-            memtable_keys: view
+            memtable_rows: view
                 .memtables
                 .iter()
-                .map(|memtable| memtable.key_count() as u64)
+                .map(|memtable| memtable.version_count() as u64)
                 .sum(),
             sealed_memtables: view.memtables.len().saturating_sub(1) as u64,
             memtables_flushed: counters.memtables_flushed.get(),

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use damselfly_actors::Timestamp;
-use damselfly_actors::memtable::ReadView;
-use damselfly_actors::sst::{KeyRange, ScanOptions};
+use damselfly_actors::memtable::{Memtable, ReadView};
+use damselfly_actors::sst::{KeyRange, ScanOptions, SstReader};
+use damselfly_actors::table::KeyBytes;
 
 use crate::db::DbInner;
 use crate::error::Error;
@@ -62,39 +63,75 @@ impl Snapshot {
 
     /// A merge of every source that can hold versions visible to this snapshot, gathering the
     /// table columns `columns` (ascending) with `schema`.
+    ///
+    /// Sources whose key ranges overlap are merged; groups of them that do not overlap are read
+    /// one after the other, and a source alone in its group is read without its keys.
     pub(crate) fn merge(&self, columns: Vec<usize>, schema: SchemaRef) -> Result<Merge, Error> {
         let read_at = self.timestamp;
-        let mut producers: Vec<Producer> = self
-            .view
-            .memtables
-            .iter()
-            .filter(|memtable| !memtable.is_empty() && memtable.first_timestamp() <= read_at)
-            .map(|memtable| Producer::Memtable {
-                memtable: Arc::clone(memtable),
+        let mut sources: Vec<(KeyBytes, KeyBytes, Source)> = Vec::new();
+        for memtable in &self.view.memtables {
+            if memtable.is_empty() || memtable.first_timestamp() > read_at {
+                continue;
+            }
+            if let Some((first, last)) = memtable.key_range() {
+                sources.push((first, last, Source::Memtable(Arc::clone(memtable))));
+            }
+        }
+        for (descriptor, reader) in self.view.version.ssts() {
+            if descriptor.min_timestamp <= read_at.get() {
+                let range = (descriptor.min_key.clone(), descriptor.max_key.clone());
+                sources.push((range.0, range.1, Source::Sst(Arc::clone(reader))));
+            }
+        }
+        sources.sort_by(|left, right| left.0.cmp(&right.0));
+        let mut groups: Vec<Vec<Producer>> = Vec::new();
+        let mut sources = sources.into_iter().peekable();
+        while let Some((_, mut last, source)) = sources.next() {
+            let mut group = vec![source];
+            while let Some((_, next_last, next)) = sources.next_if(|(first, _, _)| *first <= last) {
+                last = last.max(next_last);
+                group.push(next);
+            }
+            // A lone source needs no keys: nothing is merged with it.
+            let options = if group.len() > 1 {
+                ScanOptions::default()
+            } else {
+                ScanOptions::single_source()
+            };
+            let producers = group
+                .into_iter()
+                .map(|source| source.producer(read_at, &columns, options))
+                .collect::<Result<_, _>>()?;
+            groups.push(producers);
+        }
+        Ok(Merge::new(groups, read_at, columns, schema))
+    }
+}
+
+/// A source of a merge, before it is opened.
+enum Source {
+    Memtable(Arc<Memtable>),
+    Sst(Arc<SstReader>),
+}
+
+impl Source {
+    fn producer(
+        self,
+        read_at: Timestamp,
+        columns: &[usize],
+        options: ScanOptions,
+    ) -> Result<Producer, Error> {
+        Ok(match self {
+            Source::Memtable(memtable) => Producer::Memtable {
+                memtable,
                 after: None,
-            })
-            .collect();
-        let ssts: Vec<_> = self
-            .view
-            .version
-            .ssts()
-            .filter(|(descriptor, _)| descriptor.min_timestamp <= read_at.get())
-            .collect();
-        // A lone source needs no keys: nothing is merged with it.
-        let need_keys = producers.len() + ssts.len() > 1;
-        let options = if need_keys {
-            ScanOptions::default()
-        } else {
-            ScanOptions::single_source()
-        };
-        for (_, reader) in ssts {
-            producers.push(Producer::Sst(Box::new(reader.scan(
+            },
+            Source::Sst(reader) => Producer::Sst(Box::new(reader.scan(
                 KeyRange::all(),
                 read_at.get(),
-                &columns,
+                columns,
                 options,
-            )?)));
-        }
-        Ok(Merge::new(producers, read_at, columns, schema))
+            )?)),
+        })
     }
 }

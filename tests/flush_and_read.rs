@@ -27,7 +27,7 @@ runtime_test!(
         db.flush().await?;
         let metrics = db.metrics();
         assert_eq!(metrics.sst_count, 1);
-        assert_eq!(metrics.memtable_keys, 0, "the flushed memtable left the read view");
+        assert_eq!(metrics.memtable_rows, 0, "the flushed memtable left the read view");
         assert_eq!(metrics.rows_flushed, 5004, "every version, deletes included");
         assert_eq!(db.scan().collect().await?, before);
         for (id, expected) in lookups.into_iter().zip(found_before) {
@@ -57,6 +57,24 @@ runtime_test!(
         db.flush().await?;
         assert_eq!(ids_and_scores(&db).await?, [(1, 12), (3, 33), (4, 40)]);
         assert!(db.get(Key::from(2u64)).await?.is_none());
+        db.close().await
+    }
+);
+
+runtime_test!(
+    async fn sources_that_share_only_their_edge_key_are_merged(runtime) {
+        let db = events_builder().in_memory().open(runtime).await?;
+        db.ingest(events(&[1, 5, 10], 0)).await?;
+        db.flush().await?;
+        db.ingest(events(&[10, 15, 20], 1)).await?; // 10 is the last key of one SST, the first of the next
+        db.flush().await?;
+        db.ingest(events(&[30, 40], 0)).await?;
+        db.flush().await?;
+        db.ingest(events(&[40, 50], 2)).await?; // and of the last SST and the memtable
+        let expected = [(1, 10), (5, 50), (10, 101), (15, 151), (20, 201), (30, 300), (40, 402), (50, 502)];
+        assert_eq!(ids_and_scores(&db).await?, expected);
+        db.flush().await?;
+        assert_eq!(ids_and_scores(&db).await?, expected);
         db.close().await
     }
 );

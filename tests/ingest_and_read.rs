@@ -87,7 +87,7 @@ runtime_test!(
         let metrics = db.metrics();
         assert_eq!(metrics.commits, 5);
         assert_eq!(metrics.rows_committed, 10);
-        assert_eq!(metrics.memtable_keys, 10);
+        assert_eq!(metrics.memtable_rows, 10);
         assert!(metrics.wal_bytes_written > 0);
         // At most one sync per commit, plus the one that starts this writer's part of the log.
         assert!(metrics.wal_syncs >= 2 && metrics.wal_syncs <= 6, "{}", metrics.wal_syncs);

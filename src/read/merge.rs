@@ -7,10 +7,11 @@
 //! these rows: after version resolution, so an older version can never stand in for a newer one
 //! that fails the filter.
 //!
-//! When the rest of one source's current chunk sorts before every other source's next key, the
-//! merge takes it whole without comparing rows; a read with one source, or with sources whose
-//! key ranges do not overlap (the common case after flushes of increasing keys), compares only
-//! chunk boundaries.
+//! Sources come in groups: sources whose key ranges overlap form a group and are merged, and
+//! groups are read one after the other, so a source whose key range overlaps no other's (the
+//! common case after flushes of increasing keys) is read alone, without its keys. Within a group,
+//! when the rest of one source's current chunk sorts before every other source's next key, the
+//! merge takes it whole without comparing rows.
 
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ pub(crate) enum Producer {
 }
 
 /// One chunk of a source: versions in key order, the needed columns of their rows. `keys` and
-/// `timestamps` may be empty when the source is the read's only one (nothing to merge with).
+/// `timestamps` may be empty when the source is alone in its group (nothing to merge with).
 struct SourceChunk {
     batch: RecordBatch,
     keys: Vec<KeyBytes>,
@@ -65,6 +66,15 @@ struct Cursor {
 }
 
 impl Cursor {
+    fn new(producer: Producer) -> Self {
+        Self {
+            producer,
+            chunk: None,
+            position: 0,
+            exhausted: false,
+        }
+    }
+
     fn current_key(&self) -> Option<&KeyBytes> {
         self.chunk.as_ref()?.keys.get(self.position)
     }
@@ -78,7 +88,10 @@ impl Cursor {
 
 /// A running merge.
 pub(crate) struct Merge {
+    /// The group being merged.
     cursors: Vec<Cursor>,
+    /// The groups after it, in key order.
+    later: std::vec::IntoIter<Vec<Producer>>,
     read_at: Timestamp,
     /// The table columns the read needs, in table order, and their schema.
     columns: Vec<usize>,
@@ -86,25 +99,19 @@ pub(crate) struct Merge {
 }
 
 impl Merge {
-    /// A merge of `producers` (in any order) read at `read_at`, gathering `columns` (table
-    /// positions, ascending) with `schema`.
+    /// A merge of `groups` of producers read at `read_at`, gathering `columns` (table positions,
+    /// ascending) with `schema`. Each group's producers are merged (in any order); the groups
+    /// are read one after the other, so every key of a group must sort before every key of the
+    /// groups after it.
     pub(crate) fn new(
-        producers: Vec<Producer>,
+        groups: Vec<Vec<Producer>>,
         read_at: Timestamp,
         columns: Vec<usize>,
         schema: SchemaRef,
     ) -> Self {
-        let cursors = producers
-            .into_iter()
-            .map(|producer| Cursor {
-                producer,
-                chunk: None,
-                position: 0,
-                exhausted: false,
-            })
-            .collect();
         Self {
-            cursors,
+            cursors: Vec::new(),
+            later: groups.into_iter(),
             read_at,
             columns,
             schema,
@@ -117,7 +124,11 @@ impl Merge {
         loop {
             self.refill().await?;
             if self.cursors.iter().all(|cursor| cursor.exhausted) {
-                return Ok(None);
+                let Some(group) = self.later.next() else {
+                    return Ok(None);
+                };
+                self.cursors = group.into_iter().map(Cursor::new).collect();
+                continue;
             }
             let picks = self.pick();
             if !picks.is_empty() {
@@ -158,23 +169,8 @@ impl Merge {
                     return Ok(None);
                 };
                 *after = Some(last.clone());
-                let rows: Vec<(usize, usize)> = chunk
-                    .rows
-                    .iter()
-                    .map(|&(batch, row, _)| (batch, row))
-                    .collect();
-                let gathered = columns
-                    .iter()
-                    .map(|&column| {
-                        let arrays: Vec<&dyn Array> = chunk
-                            .batches
-                            .iter()
-                            .map(|batch| batch.column(column).as_ref())
-                            .collect();
-                        interleave(&arrays, &rows)
-                    })
-                    .collect::<Result<Vec<ArrayRef>, _>>()?;
-                let options = RecordBatchOptions::new().with_row_count(Some(rows.len()));
+                let gathered = chunk.gather(columns)?;
+                let options = RecordBatchOptions::new().with_row_count(Some(chunk.rows.len()));
                 Ok(Some(SourceChunk {
                     batch: RecordBatch::try_new_with_options(
                         Arc::clone(&self.schema),

@@ -18,8 +18,7 @@ mod msg;
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch, UInt64Array};
-use arrow_select::interleave::interleave;
+use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
 use damselfly_runtimes::{PutOutcome, Runtime, RuntimeExt, Storage, StorageError, TaskError};
 
 pub use self::msg::FlusherMessage;
@@ -193,7 +192,7 @@ fn encode(
     table: &TableSchema,
     options: &SstOptions,
 ) -> Result<EncodedSst, FlushError> {
-    let mut writer = SstWriter::new(table, options, memtable.key_count())?;
+    let mut writer = SstWriter::new(table, options, memtable.version_count())?;
     let schema = sst_schema(table);
     let mut after: Option<KeyBytes> = None;
     loop {
@@ -216,20 +215,7 @@ fn sst_batch(
     user_columns: usize,
     chunk: &Chunk,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let rows: Vec<(usize, usize)> = chunk
-        .rows
-        .iter()
-        .map(|&(batch, row, _)| (batch, row))
-        .collect();
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(user_columns + 2);
-    for column in 0..user_columns {
-        let arrays: Vec<&dyn arrow_array::Array> = chunk
-            .batches
-            .iter()
-            .map(|batch| batch.column(column).as_ref())
-            .collect();
-        columns.push(interleave(&arrays, &rows)?);
-    }
+    let mut columns = chunk.gather(&(0..user_columns).collect::<Vec<_>>())?;
     columns.push(Arc::new(UInt64Array::from_iter_values(
         chunk.timestamps.iter().map(|timestamp| timestamp.get()),
     )));

@@ -1,29 +1,37 @@
 //! The memtable's data: committed batches, kept columnar, and an ordered index of row versions.
 //!
-//! Rows stay in the Arrow batches they were committed in; the index maps each key to its
-//! versions, newest first, each pointing at a row of a batch. Readers gather the rows they need
-//! with arrow's `interleave`, so nothing is materialised row by row.
+//! Rows stay in the Arrow batches they were committed in; the index points at them. Readers
+//! gather the rows they need with arrow's `interleave`, so nothing is materialised row by row.
+//!
+//! The index is a few sorted runs of versions, like a tiny LSM tree: each commit's versions are
+//! sorted by key and either appended to the newest run (when they all sort after it, as appends
+//! of increasing keys do: no comparison beyond the first key) or added as a new run, and
+//! neighbouring runs of similar length are merged, so there are at most about log2(versions)
+//! runs. Runs are ordered by time: every version in a run is older than every version in the
+//! runs after it.
 //!
 //! Promises:
-//! - versions of a key are ordered by commit timestamp, newest first; a later row of the same
-//!   commit replaces an earlier one (the last write to a key in a batch wins);
+//! - versions of a key are read newest first; a later row of the same commit replaces an
+//!   earlier one (the last write to a key in a batch wins);
 //! - the memtable only grows while it is writable: a reader at timestamp `t` that ignores
 //!   versions newer than `t` sees the same rows however many commits arrive meanwhile;
 //! - the index lock is never held across an await, and readers hold it for one chunk at a time.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::ArrowError;
+use arrow_select::concat::concat;
+use arrow_select::interleave::interleave;
 
 use super::write::KeyedRows;
 use crate::table::KeyBytes;
 use crate::timestamp::Timestamp;
 
-/// Estimated bytes one index entry costs beyond its key (B-tree slot, version, bookkeeping).
+/// Estimated bytes one index entry costs beyond its key's heap bytes: the 40-byte entry, the
+/// spare capacity of a growing run and the copy a merge makes.
 pub const INDEX_ENTRY_BYTES: usize = 64;
 
 /// One version of a key: which commit wrote it, where its row is, and whether it deletes.
@@ -59,42 +67,72 @@ impl Version {
     }
 }
 
-/// The versions of one key, newest first. Most keys have one, so it is stored inline.
-#[derive(Debug, Clone)]
-enum Versions {
-    One(Version),
-    Many(Vec<Version>),
+/// One version of one key, as the index holds it.
+#[derive(Debug)]
+struct Entry {
+    key: KeyBytes,
+    version: Version,
 }
 
-impl Versions {
-    fn add(&mut self, version: Version) {
-        match self {
-            Versions::One(existing) if existing.timestamp == version.timestamp => {
-                *existing = version
-            }
-            Versions::One(existing) => *self = Versions::Many(vec![version, *existing]),
-            Versions::Many(versions) => match versions.first_mut() {
-                Some(newest) if newest.timestamp == version.timestamp => *newest = version,
-                _ => versions.insert(0, version),
-            },
-        }
-    }
+/// Entries sorted by key, newest first within a key.
+type Run = Vec<Entry>;
 
-    /// Every version, newest first.
-    fn all(&self) -> impl Iterator<Item = Version> + '_ {
-        let versions: &[Version] = match self {
-            Versions::One(version) => std::slice::from_ref(version),
-            Versions::Many(versions) => versions,
+/// The position of the first entry of `run` whose key is after `after` (or of the first entry).
+fn start_after(run: &Run, after: Option<&[u8]>) -> usize {
+    after.map_or(0, |after| {
+        run.partition_point(|entry| entry.key.as_bytes() <= after)
+    })
+}
+
+/// Two runs as one, `newer`'s versions of a key before `older`'s.
+fn merge_runs(older: Run, newer: Run) -> Run {
+    let mut merged = Vec::with_capacity(older.len() + newer.len());
+    let mut older = older.into_iter().peekable();
+    let mut newer = newer.into_iter().peekable();
+    loop {
+        let next = match (older.peek(), newer.peek()) {
+            (Some(old), Some(new)) if new.key <= old.key => newer.next(),
+            (Some(_), _) => older.next(),
+            (None, _) => newer.next(),
         };
-        versions.iter().copied()
+        match next {
+            Some(entry) => merged.push(entry),
+            None => return merged,
+        }
+    }
+}
+
+/// Walks the keys of several runs in key order, each with its versions newest first.
+struct KeyWalk<'a> {
+    runs: &'a [Run],
+    positions: Vec<usize>,
+}
+
+impl<'a> KeyWalk<'a> {
+    fn new(runs: &'a [Run], after: Option<&[u8]>) -> Self {
+        Self {
+            runs,
+            positions: runs.iter().map(|run| start_after(run, after)).collect(),
+        }
     }
 
-    /// The newest version at or before `read_at`.
-    fn visible_at(&self, read_at: Timestamp) -> Option<Version> {
-        match self {
-            Versions::One(version) => (version.timestamp <= read_at).then_some(*version),
-            Versions::Many(versions) => versions.iter().find(|v| v.timestamp <= read_at).copied(),
+    /// The next key, with its versions, newest first, in `versions` (cleared first).
+    fn next_key(&mut self, versions: &mut Vec<Version>) -> Option<&'a KeyBytes> {
+        versions.clear();
+        let runs = self.runs;
+        let key = runs
+            .iter()
+            .zip(&self.positions)
+            .filter_map(|(run, &position)| run.get(position).map(|entry| &entry.key))
+            .min()?;
+        // Newest run first: its versions are newer than every older run's.
+        for (run, position) in runs.iter().zip(self.positions.iter_mut()).rev() {
+            while let Some(entry) = run.get(*position).filter(|entry| entry.key == *key) {
+                versions.push(entry.version);
+                *position += 1;
+            }
         }
+        Some(key)
     }
 }
 
@@ -125,28 +163,138 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// Adds one version, taking its batch from `batches` into the chunk if it is not there yet.
-    fn push(
-        &mut self,
-        local: &mut BTreeMap<u32, usize>,
-        batches: &[RecordBatch],
-        key: &KeyBytes,
-        version: Version,
-    ) {
-        let position = *local.entry(version.batch).or_insert_with(|| {
-            self.batches.push(batches[version.batch as usize].clone());
-            self.batches.len() - 1
-        });
-        self.rows.push((position, version.row(), version.deleted()));
-        self.keys.push(key.clone());
-        self.timestamps.push(version.timestamp);
+    /// The table columns `columns` of the chunk's rows, in order. Rows that lie next to each
+    /// other in one committed batch (as appends of increasing keys leave them) are copied as
+    /// slices; scattered rows are gathered one by one.
+    pub fn gather(&self, columns: &[usize]) -> Result<Vec<ArrayRef>, ArrowError> {
+        // Stretches of consecutive rows of one batch: (batch, first row, rows).
+        let mut stretches: Vec<(usize, usize, usize)> = Vec::new();
+        for &(batch, row, _) in &self.rows {
+            match stretches.last_mut() {
+                Some((last_batch, first, rows))
+                    if *last_batch == batch && *first + *rows == row =>
+                {
+                    *rows += 1
+                }
+                _ => stretches.push((batch, row, 1)),
+            }
+        }
+        let by_slices = stretches.len() * SLICE_WORTHWHILE_ROWS <= self.rows.len();
+        let indices: Vec<(usize, usize)> = if by_slices {
+            Vec::new()
+        } else {
+            self.rows
+                .iter()
+                .map(|&(batch, row, _)| (batch, row))
+                .collect()
+        };
+        columns
+            .iter()
+            .map(|&column| {
+                if by_slices {
+                    let slices: Vec<ArrayRef> = stretches
+                        .iter()
+                        .map(|&(batch, first, rows)| {
+                            self.batches[batch].column(column).slice(first, rows)
+                        })
+                        .collect();
+                    let slices: Vec<&dyn Array> = slices.iter().map(AsRef::as_ref).collect();
+                    concat(&slices)
+                } else {
+                    let arrays: Vec<&dyn Array> = self
+                        .batches
+                        .iter()
+                        .map(|batch| batch.column(column).as_ref())
+                        .collect();
+                    interleave(&arrays, &indices)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Rows per stretch, on average, from which copying stretches as slices beats gathering rows.
+const SLICE_WORTHWHILE_ROWS: usize = 16;
+
+/// Builds a [`Chunk`], numbering the memtable's batches it refers to in the chunk.
+struct ChunkBuilder<'a> {
+    chunk: Chunk,
+    batches: &'a [RecordBatch],
+    /// The memtable's batch numbers → positions in `chunk.batches`.
+    local: BTreeMap<u32, usize>,
+    /// The last batch looked up: consecutive keys mostly come from one batch.
+    last: Option<(u32, usize)>,
+}
+
+impl<'a> ChunkBuilder<'a> {
+    fn new(batches: &'a [RecordBatch]) -> Self {
+        Self {
+            chunk: Chunk::default(),
+            batches,
+            local: BTreeMap::new(),
+            last: None,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.chunk.rows.len()
+    }
+
+    /// Adds one version, taking its batch into the chunk if it is not there yet.
+    fn push(&mut self, key: &KeyBytes, version: Version) {
+        let position = match self.last {
+            Some((batch, position)) if batch == version.batch => position,
+            _ => {
+                let chunk = &mut self.chunk;
+                let batches = self.batches;
+                let position = *self.local.entry(version.batch).or_insert_with(|| {
+                    chunk.batches.push(batches[version.batch as usize].clone());
+                    chunk.batches.len() - 1
+                });
+                self.last = Some((version.batch, position));
+                position
+            }
+        };
+        self.chunk
+            .rows
+            .push((position, version.row(), version.deleted()));
+        self.chunk.keys.push(key.clone());
+        self.chunk.timestamps.push(version.timestamp);
     }
 }
 
 #[derive(Debug, Default)]
 struct Contents {
-    index: BTreeMap<KeyBytes, Versions>,
+    /// Sorted runs, oldest first (see the module documentation).
+    runs: Vec<Run>,
     batches: Vec<RecordBatch>,
+    /// Entries in all runs.
+    versions: usize,
+}
+
+impl Contents {
+    /// Adds one commit's entries, sorted by key with one entry per key.
+    fn add(&mut self, entries: Run) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        self.versions += entries.len();
+        match self.runs.last_mut() {
+            Some(newest) if newest.last().is_some_and(|last| last.key < first.key) => {
+                newest.extend(entries)
+            }
+            _ => self.runs.push(entries),
+        }
+        // Merge the newest runs while the older is at most twice as long: lengths at least
+        // double towards the oldest run, so there are at most log2(versions) + 1 runs.
+        while let [.., older, newer] = &self.runs[..]
+            && older.len() <= 2 * newer.len()
+        {
+            let newer = self.runs.pop().unwrap_or_default();
+            let older = self.runs.pop().unwrap_or_default();
+            self.runs.push(merge_runs(older, newer));
+        }
+    }
 }
 
 /// An in-memory table of recent commits.
@@ -218,16 +366,29 @@ impl Memtable {
         let batch_number = u32::try_from(contents.batches.len())
             .expect("a memtable holds fewer than 2^32 batches: its memory budget is far smaller");
         contents.batches.push(batch);
-        for (row, key) in keys.into_iter().enumerate() {
-            let deleted = deletes.as_ref().is_some_and(|deletes| deletes.value(row));
-            let version = Version::new(timestamp, batch_number, row, deleted);
-            match contents.index.entry(key) {
-                Entry::Occupied(mut versions) => versions.get_mut().add(version),
-                Entry::Vacant(slot) => {
-                    slot.insert(Versions::One(version));
+        let mut entries: Run = keys
+            .into_iter()
+            .enumerate()
+            .map(|(row, key)| {
+                let deleted = deletes.as_ref().is_some_and(|deletes| deletes.value(row));
+                Entry {
+                    key,
+                    version: Version::new(timestamp, batch_number, row, deleted),
                 }
-            }
+            })
+            .collect();
+        if !entries.is_sorted_by(|earlier, later| earlier.key < later.key) {
+            // A stable sort keeps a key's rows in batch order; the last one wins.
+            entries.sort_by(|earlier, later| earlier.key.cmp(&later.key));
+            entries.dedup_by(|later, earlier| {
+                let same = later.key == earlier.key;
+                if same {
+                    std::mem::swap(later, earlier);
+                }
+                same
+            });
         }
+        contents.add(entries);
         drop(contents);
         self.bytes.fetch_add(memory_bytes, Ordering::AcqRel);
         let _ = self.first_timestamp.compare_exchange(
@@ -243,7 +404,15 @@ impl Memtable {
     /// The newest version of `key` at or before `read_at`.
     pub fn get(&self, key: &[u8], read_at: Timestamp) -> Option<VisibleRow> {
         let contents = self.read();
-        let version = contents.index.get(key)?.visible_at(read_at)?;
+        // Newest run first: the first visible version found is the newest.
+        let version = contents.runs.iter().rev().find_map(|run| {
+            let start = run.partition_point(|entry| entry.key.as_bytes() < key);
+            run[start..]
+                .iter()
+                .take_while(|entry| entry.key.as_bytes() == key)
+                .map(|entry| entry.version)
+                .find(|version| version.timestamp <= read_at)
+        })?;
         Some(VisibleRow {
             timestamp: version.timestamp,
             deleted: version.deleted(),
@@ -256,42 +425,59 @@ impl Memtable {
     /// starting after `after` (or at the first key), deletes included.
     pub fn scan_chunk(&self, after: Option<&[u8]>, read_at: Timestamp, max_rows: usize) -> Chunk {
         let contents = self.read();
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut chunk = Chunk::default();
-        // Maps the memtable's batch numbers to positions in `chunk.batches`.
-        let mut local: BTreeMap<u32, usize> = BTreeMap::new();
-        for (key, versions) in contents.index.range::<[u8], _>((lower, Bound::Unbounded)) {
-            if chunk.rows.len() == max_rows {
+        let mut walk = KeyWalk::new(&contents.runs, after);
+        let mut chunk = ChunkBuilder::new(&contents.batches);
+        let mut versions = Vec::new();
+        while chunk.rows() < max_rows {
+            let Some(key) = walk.next_key(&mut versions) else {
                 break;
-            }
-            if let Some(version) = versions.visible_at(read_at) {
-                chunk.push(&mut local, &contents.batches, key, version);
+            };
+            if let Some(&version) = versions.iter().find(|version| version.timestamp <= read_at) {
+                chunk.push(key, version);
             }
         }
-        chunk
+        chunk.chunk
     }
 
     /// Every version of the keys after `after`, in key order and newest first within a key, for
     /// at least `max_rows` versions (a key's versions are never split between chunks).
     pub fn versions_chunk(&self, after: Option<&[u8]>, max_rows: usize) -> Chunk {
         let contents = self.read();
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut chunk = Chunk::default();
-        let mut local: BTreeMap<u32, usize> = BTreeMap::new();
-        for (key, versions) in contents.index.range::<[u8], _>((lower, Bound::Unbounded)) {
-            if chunk.rows.len() >= max_rows {
+        let mut walk = KeyWalk::new(&contents.runs, after);
+        let mut chunk = ChunkBuilder::new(&contents.batches);
+        let mut versions = Vec::new();
+        while chunk.rows() < max_rows {
+            let Some(key) = walk.next_key(&mut versions) else {
                 break;
-            }
-            for version in versions.all() {
-                chunk.push(&mut local, &contents.batches, key, version);
+            };
+            for &version in &versions {
+                chunk.push(key, version);
             }
         }
-        chunk
+        chunk.chunk
     }
 
-    /// The number of distinct keys.
-    pub fn key_count(&self) -> usize {
-        self.read().index.len()
+    /// The smallest and the largest key inserted so far, or `None` while empty.
+    pub fn key_range(&self) -> Option<(KeyBytes, KeyBytes)> {
+        let contents = self.read();
+        let first = contents
+            .runs
+            .iter()
+            .filter_map(|run| run.first())
+            .map(|entry| &entry.key)
+            .min()?;
+        let last = contents
+            .runs
+            .iter()
+            .filter_map(|run| run.last())
+            .map(|entry| &entry.key)
+            .max()?;
+        Some((first.clone(), last.clone()))
+    }
+
+    /// The number of versions (rows) held: every key counts once per commit that wrote it.
+    pub fn version_count(&self) -> usize {
+        self.read().versions
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Contents> {

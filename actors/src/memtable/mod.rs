@@ -30,6 +30,9 @@ mod msg;
 mod view;
 mod write;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -163,8 +163,13 @@ impl PartialOrd for KeyBytes {
 }
 
 impl PartialEq for KeyBytes {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (&self.0, &other.0) {
+            // Inline keys are zero padded and end with their length: equal arrays, equal keys.
+            (Repr::Inline(mine), Repr::Inline(theirs)) => mine == theirs,
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
