@@ -99,6 +99,7 @@ pub(crate) async fn open(
         publisher: publisher_address,
         memtable: memtable_address.notifier(),
         metrics: Arc::clone(&metrics),
+        flusher: flusher_address.notifier(),
     });
     let memtable_actor = MemtableActor::new(
         clock,

@@ -1,7 +1,8 @@
 //! The flusher actor: sealed memtables become SSTs.
 //!
-//! For each sealed memtable, in the order they were sealed: encode every version of every key
-//! (sorted by key, newest first) as one Parquet SST, off the async threads; write it under an
+//! Every sealed memtable is encoded as soon as it arrives — every version of every key (sorted
+//! by key, newest first) as one Parquet SST, off the async threads, several memtables at once
+//! when several are sealed. Then, in the order they were sealed, each SST is written under an
 //! SST id the manifest publisher hands out, with put-if-absent (durable when it returns; an id
 //! already taken — by an unpublished file a crash left behind, or by another writer — is skipped,
 //! never overwritten); open it; have the publisher publish a version that adds it and raises the
@@ -16,6 +17,7 @@
 
 mod msg;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
@@ -73,36 +75,91 @@ pub struct FlusherContext {
     pub memtable: Notifier<MemtableMessage>,
     /// Counters.
     pub metrics: Arc<EngineMetrics>,
+    /// The flusher's own mailbox, where encoding tasks report.
+    pub flusher: Notifier<FlusherMessage>,
+}
+
+/// A memtable being flushed: encoding, or encoded and waiting for its turn to be published.
+#[derive(Debug)]
+struct Pending {
+    memtable: Arc<Memtable>,
+    encoded: Option<Result<EncodedSst, FlushError>>,
 }
 
 /// The flusher actor.
 #[derive(Debug)]
 pub struct Flusher {
     context: FlusherContext,
+    /// Memtables in the order they were sealed.
+    pending: VecDeque<Pending>,
 }
 
 impl Flusher {
     /// A flusher working in `context`.
     pub fn new(context: FlusherContext) -> Self {
-        Self { context }
+        Self {
+            context,
+            pending: VecDeque::new(),
+        }
     }
 
-    async fn flush(&mut self, memtable: Arc<Memtable>) -> Result<(), FlushError> {
+    /// Starts encoding `memtable` on a blocking thread; the result comes back as
+    /// [`FlusherMessage::Encoded`].
+    fn start(&mut self, memtable: Arc<Memtable>) {
+        let context = &self.context;
+        let (runtime, table, options, flusher) = (
+            Arc::clone(&context.runtime),
+            Arc::clone(&context.table),
+            context.options.clone(),
+            context.flusher.clone(),
+        );
+        let id = memtable.id();
+        let sealed = Arc::clone(&memtable);
+        // Detached: the result arrives as a message.
+        drop(context.runtime.spawn("flusher.encode", async move {
+            let result = runtime
+                .run_blocking("flusher.encode", move || encode(&sealed, &table, &options))
+                .await
+                .map_err(FlushError::from)
+                .and_then(|encoded| encoded);
+            // The flusher may have stopped (the database failed); then nobody waits for this.
+            let _ = flusher.notify(FlusherMessage::Encoded {
+                memtable: id,
+                result,
+            });
+        }));
+        self.pending.push_back(Pending {
+            memtable,
+            encoded: None,
+        });
+    }
+
+    /// Publishes the encoded memtables at the head of the queue.
+    async fn publish_ready(&mut self) -> Result<(), FlushError> {
+        while self
+            .pending
+            .front()
+            .is_some_and(|pending| pending.encoded.is_some())
+        {
+            let Some(Pending {
+                memtable,
+                encoded: Some(encoded),
+            }) = self.pending.pop_front()
+            else {
+                break;
+            };
+            self.publish(memtable, encoded?).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        memtable: Arc<Memtable>,
+        encoded: EncodedSst,
+    ) -> Result<(), FlushError> {
         let context = &self.context;
         let through = memtable.last_timestamp();
-        let encoded = {
-            let (memtable, table, options) = (
-                Arc::clone(&memtable),
-                Arc::clone(&context.table),
-                context.options.clone(),
-            );
-            context
-                .runtime
-                .run_blocking("flusher.encode", move || {
-                    encode(&memtable, &table, &options)
-                })
-                .await??
-        };
         let id = self.write(&encoded).await?;
         let path = sst_path(id);
         let reader = SstReader::open(
@@ -233,7 +290,25 @@ impl Actor for Flusher {
 
     async fn handle(&mut self, message: FlusherMessage) -> Result<(), FlushError> {
         match message {
-            FlusherMessage::Flush { memtable } => self.flush(memtable).await,
+            FlusherMessage::Flush { memtable } => {
+                self.start(memtable);
+                Ok(())
+            }
+            FlusherMessage::Encoded { memtable, result } => {
+                if let Some(pending) = self
+                    .pending
+                    .iter_mut()
+                    .find(|pending| pending.memtable.id() == memtable)
+                {
+                    pending.encoded = Some(result);
+                }
+                self.publish_ready().await
+            }
         }
+    }
+
+    /// Memtables accepted are flushed before the flusher stops.
+    fn ready_to_stop(&self) -> bool {
+        self.pending.is_empty()
     }
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use super::FlushError;
 use crate::memtable::Memtable;
+use crate::sst::EncodedSst;
 
 /// A message to the flusher.
 #[derive(Debug)]
@@ -11,5 +13,13 @@ pub enum FlusherMessage {
     Flush {
         /// The sealed memtable.
         memtable: Arc<Memtable>,
+    },
+    /// A memtable's SST is encoded (the flusher sends this to itself when an encoding task
+    /// ends).
+    Encoded {
+        /// The memtable's number.
+        memtable: u64,
+        /// The SST, or why it could not be encoded.
+        result: Result<EncodedSst, FlushError>,
     },
 }

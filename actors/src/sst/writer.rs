@@ -146,25 +146,31 @@ impl SstWriter {
 
     /// Updates the statistics and the block index with the rows of `keys`.
     fn record(&mut self, keys: &[KeyBytes], timestamps: &[u64]) {
-        for (key, &timestamp) in keys.iter().zip(timestamps) {
-            if self.rows.is_multiple_of(self.block_rows) {
+        let Some((last_key, &last_ts)) = keys.last().zip(timestamps.last()) else {
+            return;
+        };
+        let before = self.last.take();
+        let mut previous = before.as_ref().map(|(key, timestamp)| (key, *timestamp));
+        for (index, (key, &timestamp)) in keys.iter().zip(timestamps).enumerate() {
+            if (self.rows + index as u64).is_multiple_of(self.block_rows) {
                 self.block_first_keys.push(key.clone());
             }
-            if let Some((last_key, last_ts)) = &self.last {
+            if let Some((previous_key, previous_ts)) = previous {
                 debug_assert!(
-                    last_key < key || (last_key == key && *last_ts > timestamp),
-                    "SST rows must be in key order, then newest first: {last_key:?}@{last_ts} \
-                     came before {key:?}@{timestamp}"
+                    previous_key < key || (previous_key == key && previous_ts > timestamp),
+                    "SST rows must be in key order, then newest first: \
+                     {previous_key:?}@{previous_ts} came before {key:?}@{timestamp}"
                 );
-                if last_key == key {
+                if previous_key == key {
                     self.unique_keys = false;
                 }
             }
-            self.min_ts = self.min_ts.min(timestamp);
-            self.max_ts = self.max_ts.max(timestamp);
-            self.rows += 1;
-            self.last = Some((key.clone(), timestamp));
+            previous = Some((key, timestamp));
         }
+        self.rows += keys.len() as u64;
+        self.min_ts = timestamps.iter().copied().fold(self.min_ts, u64::min);
+        self.max_ts = timestamps.iter().copied().fold(self.max_ts, u64::max);
+        self.last = Some((last_key.clone(), last_ts));
     }
 
     /// Finishes the file. An SST has at least one row.
