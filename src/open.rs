@@ -199,7 +199,7 @@ async fn replay_wal(
         budget.force_reserve(rows.memory_bytes);
         writable.insert(Timestamp::new(commit.timestamp), rows);
         if writable.bytes() >= options.memtable_bytes {
-            let next = Arc::new(Memtable::new(writable.id() + 1));
+            let next = Arc::new(writable.successor());
             sealed.push(std::mem::replace(&mut writable, next));
         }
         Ok(())

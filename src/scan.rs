@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::expr::{Expr, Predicate};
 use crate::read::merge::Merge;
+use crate::read::range::ScanRange;
 use crate::snapshot::Snapshot;
 
 /// Rows per output batch unless [`Scan::batch_rows`] says otherwise.
@@ -140,7 +141,14 @@ impl Scan {
             self.projection.as_deref(),
         )?;
         let target_rows = self.batch_rows.min(self.limit.unwrap_or(usize::MAX)).max(1);
-        let merge = snapshot.merge(plan.gathered.clone(), Arc::clone(&plan.gathered_schema))?;
+        let range = ScanRange::of(plan.predicate.as_ref(), &snapshot.db.table);
+        let merge = snapshot
+            .merge(
+                plan.gathered.clone(),
+                Arc::clone(&plan.gathered_schema),
+                range,
+            )
+            .await?;
         Ok(Cursor {
             coalescer: BatchCoalescer::new(Arc::clone(&plan.output_schema), target_rows),
             merge,

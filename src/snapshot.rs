@@ -12,6 +12,7 @@ use damselfly_actors::table::KeyBytes;
 use crate::db::DbInner;
 use crate::error::Error;
 use crate::read::merge::{Merge, Producer};
+use crate::read::range::ScanRange;
 use crate::scan::Scan;
 use crate::value::Key;
 
@@ -61,26 +62,50 @@ impl Snapshot {
         Scan::of_snapshot(self.clone())
     }
 
-    /// A merge of every source that can hold versions visible to this snapshot, gathering the
-    /// table columns `columns` (ascending) with `schema`.
+    /// A merge of every source that can hold versions visible to this snapshot within `range`,
+    /// gathering the table columns `columns` (ascending) with `schema`.
     ///
     /// Sources whose key ranges overlap are merged; groups of them that do not overlap are read
-    /// one after the other, and a source alone in its group is read without its keys.
-    pub(crate) fn merge(&self, columns: Vec<usize>, schema: SchemaRef) -> Result<Merge, Error> {
+    /// one after the other, and a source alone in its group is read without its keys. A range
+    /// of one key is a point lookup.
+    pub(crate) async fn merge(
+        &self,
+        columns: Vec<usize>,
+        schema: SchemaRef,
+        range: ScanRange,
+    ) -> Result<Merge, Error> {
         let read_at = self.timestamp;
+        if let Some((key, key_columns)) = &range.point {
+            let found = crate::read::point::get(self, key, key_columns)
+                .await?
+                .map(|row| row.project(&columns))
+                .transpose()?
+                .map(|row| RecordBatch::try_new(Arc::clone(&schema), row.columns().to_vec()))
+                .transpose()?;
+            return Ok(Merge::new(
+                vec![vec![Producer::Found(found)]],
+                read_at,
+                columns,
+                schema,
+            ));
+        }
         let mut sources: Vec<(KeyBytes, KeyBytes, Source)> = Vec::new();
         for memtable in &self.view.memtables {
             if memtable.is_empty() || memtable.first_timestamp() > read_at {
                 continue;
             }
-            if let Some((first, last)) = memtable.key_range() {
+            if let Some((first, last)) = memtable.key_range()
+                && range.overlaps(&first, &last)
+            {
                 sources.push((first, last, Source::Memtable(Arc::clone(memtable))));
             }
         }
         for (descriptor, reader) in self.view.version.ssts() {
-            if descriptor.min_timestamp <= read_at.get() {
-                let range = (descriptor.min_key.clone(), descriptor.max_key.clone());
-                sources.push((range.0, range.1, Source::Sst(Arc::clone(reader))));
+            if descriptor.min_timestamp <= read_at.get()
+                && range.overlaps(&descriptor.min_key, &descriptor.max_key)
+            {
+                let (first, last) = (descriptor.min_key.clone(), descriptor.max_key.clone());
+                sources.push((first, last, Source::Sst(Arc::clone(reader))));
             }
         }
         sources.sort_by(|left, right| left.0.cmp(&right.0));
@@ -100,7 +125,7 @@ impl Snapshot {
             };
             let producers = group
                 .into_iter()
-                .map(|source| source.producer(read_at, &columns, options))
+                .map(|source| source.producer(read_at, &range.keys, &columns, options))
                 .collect::<Result<_, _>>()?;
             groups.push(producers);
         }
@@ -118,16 +143,17 @@ impl Source {
     fn producer(
         self,
         read_at: Timestamp,
+        keys: &KeyRange,
         columns: &[usize],
         options: ScanOptions,
     ) -> Result<Producer, Error> {
         Ok(match self {
             Source::Memtable(memtable) => Producer::Memtable {
                 memtable,
-                after: None,
+                keys: keys.clone(),
             },
             Source::Sst(reader) => Producer::Sst(Box::new(reader.scan(
-                KeyRange::all(),
+                keys.clone(),
                 read_at.get(),
                 columns,
                 options,

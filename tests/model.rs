@@ -16,6 +16,9 @@ use damselfly::{Db, Error, Expr, Key, Timestamp};
 /// The table as the model sees it: id → score.
 type Rows = BTreeMap<u64, i64>;
 
+/// Which ids a filter on the key keeps, as the model sees it.
+type KeepsId = Box<dyn Fn(u64) -> bool>;
+
 const KEYS: u64 = 3000;
 const STEPS: usize = 240;
 
@@ -117,6 +120,40 @@ async fn check(
         expected,
         "{context}: score > {threshold}"
     );
+    // Filters on the key: each confines the scan to a key range (or one key), and must answer
+    // exactly what the model says.
+    let (low, high) = {
+        let (a, b) = (random.u64(0..KEYS), random.u64(0..KEYS));
+        (a.min(b), a.max(b))
+    };
+    let probes = [low, high, random.u64(0..KEYS)];
+    let key_filters: [(Expr, KeepsId); 6] = [
+        (
+            Expr::col("id").between(low, high),
+            Box::new(move |id| (low..=high).contains(&id)),
+        ),
+        (Expr::col("id").lt(low), Box::new(move |id| id < low)),
+        (Expr::col("id").ge(high), Box::new(move |id| id >= high)),
+        (Expr::col("id").eq(low), Box::new(move |id| id == low)),
+        (
+            Expr::col("id").in_list(probes),
+            Box::new(move |id| probes.contains(&id)),
+        ),
+        (
+            Expr::col("id").le(low).or(Expr::col("id").gt(high)),
+            Box::new(move |id| id <= low || id > high),
+        ),
+    ];
+    for (filter, keeps) in key_filters {
+        let described = filter.to_string();
+        let found = scan_rows(&db.scan().filter(filter).collect().await?);
+        let expected: Rows = model
+            .iter()
+            .filter(|(id, _)| keeps(**id))
+            .map(|(id, score)| (*id, *score))
+            .collect();
+        assert_eq!(found, expected, "{context}: {described}");
+    }
     for _ in 0..20 {
         let id = random.u64(0..KEYS);
         let found = db.get(Key::from(id)).await?;

@@ -1,6 +1,7 @@
 //! Binding a filter to a schema, and evaluating the bound predicate with arrow kernels.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
 use arrow_array::cast::AsArray;
@@ -325,9 +326,180 @@ impl Predicate {
         self.node.collect_columns(&mut names);
         names.into_iter().collect()
     }
+
+    /// A range of `column` every row the filter keeps lies in, as ranges of `encode`d one-row
+    /// literals (`encode` gives `None` for a literal it cannot encode; nothing is then assumed
+    /// about it). `encode` must preserve the column's order.
+    pub(crate) fn range_of<K: Ord + Clone>(
+        &self,
+        column: &str,
+        encode: &dyn Fn(&ArrayRef) -> Option<K>,
+    ) -> ValueRange<K> {
+        self.node.range_of(column, encode)
+    }
+
+    /// The literal each of `columns` must equal for a row to be kept, when the filter's
+    /// top-level conjunction says so for every one of them.
+    pub(crate) fn equalities(&self, columns: &[&str]) -> Option<Vec<ArrayRef>> {
+        let terms = match &self.node {
+            Bound::And(terms) => terms.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        columns
+            .iter()
+            .map(|&name| {
+                terms.iter().find_map(|term| match term {
+                    Bound::Compare {
+                        column,
+                        op: CompareOp::Eq,
+                        literal,
+                    } if column.name == name && literal.array.is_valid(0) => {
+                        Some(Arc::clone(&literal.array))
+                    }
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A range of values, by its bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ValueRange<K> {
+    pub(crate) lower: std::ops::Bound<K>,
+    pub(crate) upper: std::ops::Bound<K>,
+}
+
+impl<K: Ord + Clone> ValueRange<K> {
+    /// Every value.
+    pub(crate) fn all() -> Self {
+        Self {
+            lower: std::ops::Bound::Unbounded,
+            upper: std::ops::Bound::Unbounded,
+        }
+    }
+
+    /// The values in both ranges.
+    fn intersect(self, other: Self) -> Self {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lower = match (self.lower, other.lower) {
+            (Unbounded, bound) | (bound, Unbounded) => bound,
+            (Included(a), Included(b)) => Included(a.max(b)),
+            (Excluded(a), Excluded(b)) => Excluded(a.max(b)),
+            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
+                if a > b {
+                    Included(a)
+                } else {
+                    Excluded(b)
+                }
+            }
+        };
+        let upper = match (self.upper, other.upper) {
+            (Unbounded, bound) | (bound, Unbounded) => bound,
+            (Included(a), Included(b)) => Included(a.min(b)),
+            (Excluded(a), Excluded(b)) => Excluded(a.min(b)),
+            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
+                if a < b {
+                    Included(a)
+                } else {
+                    Excluded(b)
+                }
+            }
+        };
+        Self { lower, upper }
+    }
+
+    /// The smallest range holding both ranges.
+    fn hull(self, other: Self) -> Self {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lower = match (self.lower, other.lower) {
+            (Unbounded, _) | (_, Unbounded) => Unbounded,
+            (Included(a), Included(b)) => Included(a.min(b)),
+            (Excluded(a), Excluded(b)) => Excluded(a.min(b)),
+            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
+                if a <= b {
+                    Included(a)
+                } else {
+                    Excluded(b)
+                }
+            }
+        };
+        let upper = match (self.upper, other.upper) {
+            (Unbounded, _) | (_, Unbounded) => Unbounded,
+            (Included(a), Included(b)) => Included(a.max(b)),
+            (Excluded(a), Excluded(b)) => Excluded(a.max(b)),
+            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
+                if a >= b {
+                    Included(a)
+                } else {
+                    Excluded(b)
+                }
+            }
+        };
+        Self { lower, upper }
+    }
 }
 
 impl Bound {
+    fn range_of<K: Ord + Clone>(
+        &self,
+        name: &str,
+        encode: &dyn Fn(&ArrayRef) -> Option<K>,
+    ) -> ValueRange<K> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // A null literal matches nothing, but nothing is assumed about it either.
+        let key = |literal: &Literal| {
+            literal
+                .array
+                .is_valid(0)
+                .then(|| encode(&literal.array))
+                .flatten()
+        };
+        let range = |lower, upper| ValueRange { lower, upper };
+        match self {
+            Bound::Compare {
+                column,
+                op,
+                literal,
+            } if column.name == name => match (op, key(literal)) {
+                (CompareOp::Eq, Some(key)) => range(Included(key.clone()), Included(key)),
+                (CompareOp::Lt, Some(key)) => range(Unbounded, Excluded(key)),
+                (CompareOp::Le, Some(key)) => range(Unbounded, Included(key)),
+                (CompareOp::Gt, Some(key)) => range(Excluded(key), Unbounded),
+                (CompareOp::Ge, Some(key)) => range(Included(key), Unbounded),
+                _ => ValueRange::all(),
+            },
+            Bound::Between { column, low, high } if column.name == name => {
+                match (key(low), key(high)) {
+                    (Some(low), Some(high)) => range(Included(low), Included(high)),
+                    _ => ValueRange::all(),
+                }
+            }
+            Bound::InList { column, values } if column.name == name => {
+                let keys: Option<Vec<K>> = values.iter().map(key).collect();
+                match keys
+                    .as_deref()
+                    .map(|keys| (keys.iter().min(), keys.iter().max()))
+                {
+                    Some((Some(low), Some(high))) => {
+                        range(Included(low.clone()), Included(high.clone()))
+                    }
+                    _ => ValueRange::all(),
+                }
+            }
+            Bound::And(terms) => terms
+                .iter()
+                .map(|term| term.range_of(name, encode))
+                .fold(ValueRange::all(), ValueRange::intersect),
+            Bound::Or(terms) => terms
+                .iter()
+                .map(|term| term.range_of(name, encode))
+                .reduce(ValueRange::hull)
+                .unwrap_or_else(ValueRange::all),
+            _ => ValueRange::all(),
+        }
+    }
+
     /// Evaluates over `batch`. Only and / or / not recurse, through this small function; the
     /// rest is [`Bound::evaluate_leaf`], whose frame is thus never on the recursion.
     fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ExprError> {

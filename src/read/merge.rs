@@ -13,6 +13,7 @@
 //! when the rest of one source's current chunk sorts before every other source's next key, the
 //! merge takes it whole without comparing rows.
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
@@ -22,7 +23,7 @@ use arrow_select::filter::filter_record_batch;
 use arrow_select::interleave::interleave;
 use damselfly_actors::Timestamp;
 use damselfly_actors::memtable::Memtable;
-use damselfly_actors::sst::{SstChunk, SstScan};
+use damselfly_actors::sst::{KeyRange, SstChunk, SstScan};
 use damselfly_actors::table::KeyBytes;
 
 use crate::error::Error;
@@ -32,15 +33,17 @@ pub(crate) const SOURCE_CHUNK_ROWS: usize = 8192;
 
 /// Where a cursor's versions come from.
 pub(crate) enum Producer {
-    /// A memtable, read a chunk at a time from a key onwards.
+    /// A memtable, read a chunk at a time.
     Memtable {
         /// The memtable.
         memtable: Arc<Memtable>,
-        /// The last key read.
-        after: Option<KeyBytes>,
+        /// The keys still to read: the lower bound moves past each chunk.
+        keys: KeyRange,
     },
     /// An SST scan (boxed: it is much larger than a memtable cursor).
     Sst(Box<SstScan>),
+    /// The answer of a point lookup: the row, if any, already resolved.
+    Found(Option<RecordBatch>),
 }
 
 /// One chunk of a source: versions in key order, the needed columns of their rows. `keys` and
@@ -159,16 +162,17 @@ impl Merge {
     async fn next_chunk(&mut self, index: usize) -> Result<Option<SourceChunk>, Error> {
         let (read_at, columns) = (self.read_at, &self.columns);
         match &mut self.cursors[index].producer {
-            Producer::Memtable { memtable, after } => {
-                let chunk = memtable.scan_chunk(
-                    after.as_ref().map(KeyBytes::as_bytes),
-                    read_at,
-                    SOURCE_CHUNK_ROWS,
-                );
+            Producer::Memtable { memtable, keys } => {
+                let lower = keys.lower.as_ref().map(KeyBytes::as_bytes);
+                let mut chunk = memtable.scan_chunk(lower, read_at, SOURCE_CHUNK_ROWS);
+                let within = chunk
+                    .keys
+                    .partition_point(|key| keys.below_upper(key.as_bytes()));
+                chunk.truncate(within);
                 let Some(last) = chunk.keys.last() else {
                     return Ok(None);
                 };
-                *after = Some(last.clone());
+                keys.lower = Bound::Excluded(last.clone());
                 let gathered = chunk.gather(columns)?;
                 let options = RecordBatchOptions::new().with_row_count(Some(chunk.rows.len()));
                 Ok(Some(SourceChunk {
@@ -186,6 +190,12 @@ impl Merge {
                     keys: chunk.keys,
                 }))
             }
+            Producer::Found(row) => Ok(row.take().map(|batch| SourceChunk {
+                deleted: BooleanBuffer::new_unset(batch.num_rows()),
+                keys: Vec::new(),
+                timestamps: ScalarBuffer::from(vec![0; batch.num_rows()]),
+                batch,
+            })),
             Producer::Sst(scan) => Ok(scan.next_chunk().await?.map(|chunk: SstChunk| {
                 let rows = chunk.batch.num_rows();
                 SourceChunk {

@@ -18,6 +18,7 @@
 mod msg;
 
 use std::collections::VecDeque;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
@@ -92,7 +93,12 @@ pub struct Flusher {
     context: FlusherContext,
     /// Memtables in the order they were sealed.
     pending: VecDeque<Pending>,
+    /// Buffers of SSTs already written, for the next ones to encode into.
+    spare_buffers: Vec<Vec<u8>>,
 }
+
+/// Spare SST buffers kept at most: as many as flushes usually run at once.
+const SPARE_BUFFERS: usize = 2;
 
 impl Flusher {
     /// A flusher working in `context`.
@@ -100,6 +106,7 @@ impl Flusher {
         Self {
             context,
             pending: VecDeque::new(),
+            spare_buffers: Vec::new(),
         }
     }
 
@@ -115,10 +122,13 @@ impl Flusher {
         );
         let id = memtable.id();
         let sealed = Arc::clone(&memtable);
+        let buffer = self.spare_buffers.pop().unwrap_or_default();
         // Detached: the result arrives as a message.
         drop(context.runtime.spawn("flusher.encode", async move {
             let result = runtime
-                .run_blocking("flusher.encode", move || encode(&sealed, &table, &options))
+                .run_blocking("flusher.encode", move || {
+                    encode(&sealed, &table, &options, buffer)
+                })
                 .await
                 .map_err(FlushError::from)
                 .and_then(|encoded| encoded);
@@ -197,6 +207,14 @@ impl Flusher {
             memtable: memtable.id(),
             through,
         });
+        // The bytes are on storage now; their buffer serves the next SST, unless the storage
+        // keeps them (in memory).
+        if self.spare_buffers.len() < SPARE_BUFFERS
+            && let Ok(mut buffer) = encoded.bytes.try_into_mut()
+        {
+            buffer.clear();
+            self.spare_buffers.push(buffer.into());
+        }
         Ok(())
     }
 
@@ -248,19 +266,20 @@ fn encode(
     memtable: &Memtable,
     table: &TableSchema,
     options: &SstOptions,
+    buffer: Vec<u8>,
 ) -> Result<EncodedSst, FlushError> {
-    let mut writer = SstWriter::new(table, options, memtable.version_count())?;
+    let mut writer = SstWriter::with_buffer(table, options, memtable.version_count(), buffer)?;
     let schema = sst_schema(table);
-    let mut after: Option<KeyBytes> = None;
+    let mut from = Bound::Unbounded;
     loop {
         let chunk =
-            memtable.versions_chunk(after.as_ref().map(KeyBytes::as_bytes), FLUSH_CHUNK_ROWS);
+            memtable.versions_chunk(from.as_ref().map(KeyBytes::as_bytes), FLUSH_CHUNK_ROWS);
         let Some(last) = chunk.keys.last().cloned() else {
             break;
         };
         let batch = sst_batch(&schema, table.schema().fields().len(), &chunk)?;
         writer.write(&batch, &chunk.keys)?;
-        after = Some(last);
+        from = Bound::Excluded(last);
     }
     Ok(writer.finish()?)
 }

@@ -18,8 +18,9 @@
 //! - the index lock is never held across an await, and readers hold it for one chunk at a time.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
@@ -77,11 +78,13 @@ struct Entry {
 /// Entries sorted by key, newest first within a key.
 type Run = Vec<Entry>;
 
-/// The position of the first entry of `run` whose key is after `after` (or of the first entry).
-fn start_after(run: &Run, after: Option<&[u8]>) -> usize {
-    after.map_or(0, |after| {
-        run.partition_point(|entry| entry.key.as_bytes() <= after)
-    })
+/// The position of the first entry of `run` within the lower bound `from`.
+fn start_at(run: &Run, from: Bound<&[u8]>) -> usize {
+    match from {
+        Bound::Unbounded => 0,
+        Bound::Included(from) => run.partition_point(|entry| entry.key.as_bytes() < from),
+        Bound::Excluded(from) => run.partition_point(|entry| entry.key.as_bytes() <= from),
+    }
 }
 
 /// Two runs as one, `newer`'s versions of a key before `older`'s.
@@ -109,10 +112,10 @@ struct KeyWalk<'a> {
 }
 
 impl<'a> KeyWalk<'a> {
-    fn new(runs: &'a [Run], after: Option<&[u8]>) -> Self {
+    fn new(runs: &'a [Run], from: Bound<&[u8]>) -> Self {
         Self {
             runs,
-            positions: runs.iter().map(|run| start_after(run, after)).collect(),
+            positions: runs.iter().map(|run| start_at(run, from)).collect(),
         }
     }
 
@@ -163,10 +166,23 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// Keeps the first `rows` versions.
+    pub fn truncate(&mut self, rows: usize) {
+        self.rows.truncate(rows);
+        self.keys.truncate(rows);
+        self.timestamps.truncate(rows);
+    }
+
     /// The table columns `columns` of the chunk's rows, in order. Rows that lie next to each
     /// other in one committed batch (as appends of increasing keys leave them) are copied as
-    /// slices; scattered rows are gathered one by one.
+    /// slices; scattered rows are gathered one by one. An empty chunk is an error: it has no
+    /// batch to take the columns' types from.
     pub fn gather(&self, columns: &[usize]) -> Result<Vec<ArrayRef>, ArrowError> {
+        if self.rows.is_empty() {
+            return Err(ArrowError::InvalidArgumentError(
+                "an empty chunk has no columns to gather".to_owned(),
+            ));
+        }
         // Stretches of consecutive rows of one batch: (batch, first row, rows).
         let mut stretches: Vec<(usize, usize, usize)> = Vec::new();
         for &(batch, row, _) in &self.rows {
@@ -228,8 +244,17 @@ struct ChunkBuilder<'a> {
 
 impl<'a> ChunkBuilder<'a> {
     fn new(batches: &'a [RecordBatch]) -> Self {
+        Self::with_capacity(batches, 0)
+    }
+
+    fn with_capacity(batches: &'a [RecordBatch], rows: usize) -> Self {
         Self {
-            chunk: Chunk::default(),
+            chunk: Chunk {
+                batches: Vec::new(),
+                rows: Vec::with_capacity(rows),
+                keys: Vec::with_capacity(rows),
+                timestamps: Vec::with_capacity(rows),
+            },
             batches,
             local: BTreeMap::new(),
             last: None,
@@ -273,17 +298,26 @@ struct Contents {
 }
 
 impl Contents {
-    /// Adds one commit's entries, sorted by key with one entry per key.
-    fn add(&mut self, entries: Run) {
-        let Some(first) = entries.first() else {
+    /// Whether versions whose first key is `first` can extend the newest run.
+    fn extends_newest_run(&self, first: &KeyBytes) -> bool {
+        self.runs
+            .last()
+            .is_some_and(|run| run.last().is_none_or(|last| last.key < *first))
+    }
+
+    /// Adds one commit's entries, sorted by key with one entry per key: to the newest run when
+    /// they all sort after it, as a new run otherwise.
+    fn add(&mut self, entries: impl ExactSizeIterator<Item = Entry>) {
+        let count = entries.len();
+        let mut entries = entries.peekable();
+        let Some(first) = entries.peek() else {
             return;
         };
-        self.versions += entries.len();
+        let extends = self.extends_newest_run(&first.key);
+        self.versions += count;
         match self.runs.last_mut() {
-            Some(newest) if newest.last().is_some_and(|last| last.key < first.key) => {
-                newest.extend(entries)
-            }
-            _ => self.runs.push(entries),
+            Some(newest) if extends => newest.extend(entries),
+            _ => self.runs.push(entries.collect()),
         }
         // Merge the newest runs while the older is at most twice as long: lengths at least
         // double towards the oldest run, so there are at most log2(versions) + 1 runs.
@@ -293,6 +327,33 @@ impl Contents {
             let newer = self.runs.pop().unwrap_or_default();
             let older = self.runs.pop().unwrap_or_default();
             self.runs.push(merge_runs(older, newer));
+        }
+    }
+}
+
+/// The index memory of a dropped memtable, kept for its successors: a run that grows to
+/// millions of entries costs the operating system a fresh page for every 100 entries otherwise,
+/// memtable after memtable. One run at most is kept.
+#[derive(Debug, Default)]
+struct SpareRun(Mutex<Option<Run>>);
+
+impl SpareRun {
+    fn take(&self) -> Run {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_default()
+    }
+
+    fn give(&self, mut run: Run) {
+        run.clear();
+        let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare
+            .as_ref()
+            .is_none_or(|kept| kept.capacity() < run.capacity())
+        {
+            *spare = Some(run);
         }
     }
 }
@@ -307,18 +368,31 @@ pub struct Memtable {
     /// The oldest and the newest commit inserted (0 while empty).
     first_timestamp: AtomicU64,
     last_timestamp: AtomicU64,
+    /// Shared with the memtables before and after this one.
+    spare: Arc<SpareRun>,
 }
 
 impl Memtable {
     /// An empty memtable, numbered `id` (memtables are numbered in the order they are made).
     pub fn new(id: u64) -> Self {
+        Self::numbered(id, Arc::default())
+    }
+
+    fn numbered(id: u64, spare: Arc<SpareRun>) -> Self {
         Self {
             id,
             contents: RwLock::default(),
             bytes: AtomicUsize::new(0),
             first_timestamp: AtomicU64::new(0),
             last_timestamp: AtomicU64::new(0),
+            spare,
         }
+    }
+
+    /// The next memtable: empty, numbered after this one, reusing the index memory of
+    /// memtables dropped before it.
+    pub fn successor(&self) -> Self {
+        Self::numbered(self.id + 1, Arc::clone(&self.spare))
     }
 
     /// The memtable's number.
@@ -366,29 +440,41 @@ impl Memtable {
         let batch_number = u32::try_from(contents.batches.len())
             .expect("a memtable holds fewer than 2^32 batches: its memory budget is far smaller");
         contents.batches.push(batch);
-        let mut entries: Run = keys
-            .into_iter()
-            .enumerate()
-            .map(|(row, key)| {
-                let deleted = deletes.as_ref().is_some_and(|deletes| deletes.value(row));
-                Entry {
-                    key,
-                    version: Version::new(timestamp, batch_number, row, deleted),
-                }
-            })
-            .collect();
-        if !entries.is_sorted_by(|earlier, later| earlier.key < later.key) {
-            // A stable sort keeps a key's rows in batch order; the last one wins.
-            entries.sort_by(|earlier, later| earlier.key.cmp(&later.key));
-            entries.dedup_by(|later, earlier| {
-                let same = later.key == earlier.key;
-                if same {
-                    std::mem::swap(later, earlier);
-                }
-                same
-            });
+        let entry = |(row, key): (usize, KeyBytes)| Entry {
+            key,
+            version: Version::new(
+                timestamp,
+                batch_number,
+                row,
+                deletes.as_ref().is_some_and(|deletes| deletes.value(row)),
+            ),
+        };
+        let ascending = keys.is_sorted_by(|earlier, later| earlier < later);
+        if contents.runs.is_empty() {
+            contents.runs.push(self.spare.take());
         }
-        contents.add(entries);
+        if ascending
+            && keys
+                .first()
+                .is_some_and(|first| contents.extends_newest_run(first))
+        {
+            // Appends of increasing keys: straight onto the newest run, nothing in between.
+            contents.add(keys.into_iter().enumerate().map(entry));
+        } else {
+            let mut entries: Run = keys.into_iter().enumerate().map(entry).collect();
+            if !ascending {
+                // A stable sort keeps a key's rows in batch order; the last one wins.
+                entries.sort_by(|earlier, later| earlier.key.cmp(&later.key));
+                entries.dedup_by(|later, earlier| {
+                    let same = later.key == earlier.key;
+                    if same {
+                        std::mem::swap(later, earlier);
+                    }
+                    same
+                });
+            }
+            contents.add(entries.into_iter());
+        }
         drop(contents);
         self.bytes.fetch_add(memory_bytes, Ordering::AcqRel);
         let _ = self.first_timestamp.compare_exchange(
@@ -422,10 +508,10 @@ impl Memtable {
     }
 
     /// Up to `max_rows` newest versions at or before `read_at`, one per key, in key order,
-    /// starting after `after` (or at the first key), deletes included.
-    pub fn scan_chunk(&self, after: Option<&[u8]>, read_at: Timestamp, max_rows: usize) -> Chunk {
+    /// starting at the lower bound `from`, deletes included.
+    pub fn scan_chunk(&self, from: Bound<&[u8]>, read_at: Timestamp, max_rows: usize) -> Chunk {
         let contents = self.read();
-        let mut walk = KeyWalk::new(&contents.runs, after);
+        let mut walk = KeyWalk::new(&contents.runs, from);
         let mut chunk = ChunkBuilder::new(&contents.batches);
         let mut versions = Vec::new();
         while chunk.rows() < max_rows {
@@ -439,11 +525,25 @@ impl Memtable {
         chunk.chunk
     }
 
-    /// Every version of the keys after `after`, in key order and newest first within a key, for
-    /// at least `max_rows` versions (a key's versions are never split between chunks).
-    pub fn versions_chunk(&self, after: Option<&[u8]>, max_rows: usize) -> Chunk {
+    /// Every version of the keys from the lower bound `from` on, in key order and newest first
+    /// within a key, for at least `max_rows` versions (a key's versions are never split between
+    /// chunks).
+    pub fn versions_chunk(&self, from: Bound<&[u8]>, max_rows: usize) -> Chunk {
         let contents = self.read();
-        let mut walk = KeyWalk::new(&contents.runs, after);
+        if let [run] = &contents.runs[..] {
+            // One run holds every version in order already: take a stretch of it.
+            let start = start_at(run, from);
+            let mut end = start.saturating_add(max_rows).min(run.len());
+            while end > start && end < run.len() && run[end].key == run[end - 1].key {
+                end += 1;
+            }
+            let mut chunk = ChunkBuilder::with_capacity(&contents.batches, end - start);
+            for entry in &run[start..end] {
+                chunk.push(&entry.key, entry.version);
+            }
+            return chunk.chunk;
+        }
+        let mut walk = KeyWalk::new(&contents.runs, from);
         let mut chunk = ChunkBuilder::new(&contents.batches);
         let mut versions = Vec::new();
         while chunk.rows() < max_rows {
@@ -484,5 +584,17 @@ impl Memtable {
         // Writers never leave the contents half-changed across a panic point that matters: an
         // insert that panicked left a prefix of its rows, all of which are still invisible.
         self.contents.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Memtable {
+    fn drop(&mut self) {
+        let contents = self
+            .contents
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(largest) = contents.runs.iter_mut().max_by_key(|run| run.capacity()) {
+            self.spare.give(std::mem::take(largest));
+        }
     }
 }

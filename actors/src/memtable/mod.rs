@@ -146,7 +146,7 @@ impl MemtableActor {
         if self.writable.is_empty() {
             return Ok(());
         }
-        let next = Arc::new(Memtable::new(self.writable.id() + 1));
+        let next = Arc::new(self.writable.successor());
         let sealed = std::mem::replace(&mut self.writable, next);
         tracing::debug!(
             memtable = sealed.id(),

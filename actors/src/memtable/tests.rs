@@ -4,6 +4,7 @@
 //! what the model says. Seeded: a failure names the seed that replays it.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -80,6 +81,13 @@ fn versions_of(chunk: &Chunk) -> Vec<(Vec<u8>, Seen)> {
             (key.as_bytes().to_vec(), (timestamp.get(), deleted, value))
         })
         .collect();
+    if versions.is_empty() {
+        assert!(
+            chunk.gather(&[0]).is_err(),
+            "an empty chunk has nothing to gather"
+        );
+        return versions;
+    }
     // Gathering the column gives the same values, whether by slices or row by row.
     let gathered = chunk.gather(&[0]).expect("the chunk's rows gather");
     let values: Vec<i64> = gathered[0].as_primitive::<Int64Type>().values().to_vec();
@@ -143,7 +151,8 @@ fn check(memtable: &Memtable, model: &Model, last: u64, random: &mut fastrand::R
         let mut scanned = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let chunk = memtable.scan_chunk(after.as_deref(), Timestamp::new(read_at), max_rows);
+            let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let chunk = memtable.scan_chunk(from, Timestamp::new(read_at), max_rows);
             assert!(chunk.rows.len() <= max_rows, "seed {seed}: chunk size");
             let Some(last_key) = chunk.keys.last() else {
                 break;
@@ -152,6 +161,19 @@ fn check(memtable: &Memtable, model: &Model, last: u64, random: &mut fastrand::R
             scanned.extend(versions_of(&chunk));
         }
         assert_eq!(scanned, visible, "seed {seed}: scan at {read_at}");
+        let probe = key(random.u64(0..160));
+        let from_probe =
+            memtable.scan_chunk(Bound::Included(&probe), Timestamp::new(read_at), usize::MAX);
+        let expected: Vec<(Vec<u8>, Seen)> = visible
+            .iter()
+            .filter(|(key, _)| *key >= probe)
+            .cloned()
+            .collect();
+        assert_eq!(
+            versions_of(&from_probe),
+            expected,
+            "seed {seed}: scan from {probe:?} at {read_at}"
+        );
         for probe in (0..160u64).chain([150, 1000, 2015, 2039, 2040]) {
             let found = memtable
                 .get(&key(probe), Timestamp::new(read_at))
@@ -179,7 +201,8 @@ fn check(memtable: &Memtable, model: &Model, last: u64, random: &mut fastrand::R
     let mut listed = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let chunk = memtable.versions_chunk(after.as_deref(), max_rows);
+        let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let chunk = memtable.versions_chunk(from, max_rows);
         let Some(last_key) = chunk.keys.last() else {
             break;
         };
@@ -232,10 +255,37 @@ fn an_empty_memtable_reads_nothing() {
     assert!(memtable.get(&key(1), Timestamp::new(5)).is_none());
     assert!(
         memtable
-            .scan_chunk(None, Timestamp::new(5), 10)
+            .scan_chunk(Bound::Unbounded, Timestamp::new(5), 10)
             .rows
             .is_empty()
     );
-    assert!(memtable.versions_chunk(None, 10).rows.is_empty());
+    assert!(
+        memtable
+            .versions_chunk(Bound::Unbounded, 10)
+            .rows
+            .is_empty()
+    );
     assert_eq!(memtable.version_count(), 0);
+}
+
+#[test]
+fn a_successor_reuses_index_memory_but_none_of_its_rows() {
+    let first = Memtable::new(1);
+    let mut model = Model::new();
+    for timestamp in 1..=4u64 {
+        let rows: Vec<(u64, bool)> = (timestamp * 10..timestamp * 10 + 10)
+            .map(|id| (id, false))
+            .collect();
+        commit(&first, &mut model, timestamp, &rows);
+    }
+    let second = first.successor();
+    assert_eq!(second.id(), 2);
+    drop(first);
+    // The successor starts empty, although its first run may be the predecessor's memory.
+    assert_eq!(second.version_count(), 0);
+    assert!(second.get(&key(10), Timestamp::new(9)).is_none());
+    let mut model = Model::new();
+    commit(&second, &mut model, 5, &[(3, false), (7, true)]);
+    commit(&second, &mut model, 6, &[(5, false)]);
+    check(&second, &model, 6, &mut fastrand::Rng::with_seed(11), 11);
 }

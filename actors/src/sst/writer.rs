@@ -73,10 +73,22 @@ impl SstWriter {
         options: &SstOptions,
         expected_rows: usize,
     ) -> Result<Self, SstError> {
+        Self::with_buffer(table, options, expected_rows, Vec::new())
+    }
+
+    /// Like [`SstWriter::new`], encoding into `buffer` (cleared first): a buffer kept from an
+    /// earlier SST spares the memory system handing out fresh pages for every file.
+    pub fn with_buffer(
+        table: &TableSchema,
+        options: &SstOptions,
+        expected_rows: usize,
+        mut buffer: Vec<u8>,
+    ) -> Result<Self, SstError> {
         options.validate()?;
+        buffer.clear();
         let schema = sst_schema(table);
         let properties = writer_properties(table, &schema, options, expected_rows)?;
-        let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(properties))
+        let writer = ArrowWriter::try_new(buffer, Arc::clone(&schema), Some(properties))
             .map_err(parquet_error)?;
         Ok(Self {
             writer,
