@@ -381,62 +381,67 @@ impl<K: Ord + Clone> ValueRange<K> {
 
     /// The values in both ranges.
     fn intersect(self, other: Self) -> Self {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
-        let lower = match (self.lower, other.lower) {
-            (Unbounded, bound) | (bound, Unbounded) => bound,
-            (Included(a), Included(b)) => Included(a.max(b)),
-            (Excluded(a), Excluded(b)) => Excluded(a.max(b)),
-            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
-                if a > b {
-                    Included(a)
-                } else {
-                    Excluded(b)
-                }
-            }
-        };
-        let upper = match (self.upper, other.upper) {
-            (Unbounded, bound) | (bound, Unbounded) => bound,
-            (Included(a), Included(b)) => Included(a.min(b)),
-            (Excluded(a), Excluded(b)) => Excluded(a.min(b)),
-            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
-                if a < b {
-                    Included(a)
-                } else {
-                    Excluded(b)
-                }
-            }
-        };
-        Self { lower, upper }
+        Self {
+            lower: pick(self.lower, other.lower, Side::Lower, Admit::Less),
+            upper: pick(self.upper, other.upper, Side::Upper, Admit::Less),
+        }
     }
 
     /// The smallest range holding both ranges.
     fn hull(self, other: Self) -> Self {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
-        let lower = match (self.lower, other.lower) {
-            (Unbounded, _) | (_, Unbounded) => Unbounded,
-            (Included(a), Included(b)) => Included(a.min(b)),
-            (Excluded(a), Excluded(b)) => Excluded(a.min(b)),
-            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
-                if a <= b {
-                    Included(a)
-                } else {
-                    Excluded(b)
-                }
-            }
+        Self {
+            lower: pick(self.lower, other.lower, Side::Lower, Admit::More),
+            upper: pick(self.upper, other.upper, Side::Upper, Admit::More),
+        }
+    }
+}
+
+/// Which end of a range a bound is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Lower,
+    Upper,
+}
+
+/// Whether to keep the bound that admits fewer values or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    Less,
+    More,
+}
+
+/// Of two bounds on the same `side` of a range, the one that admits less or more.
+fn pick<K: Ord>(
+    a: std::ops::Bound<K>,
+    b: std::ops::Bound<K>,
+    side: Side,
+    admit: Admit,
+) -> std::ops::Bound<K> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    // Where a bound cuts the values: at its value, and for equal values an excluded lower bound
+    // cuts after an included one, an excluded upper bound before.
+    fn cut<K>(bound: &std::ops::Bound<K>, side: Side) -> Option<(&K, bool)> {
+        match bound {
+            Included(value) => Some((value, side == Side::Upper)),
+            Excluded(value) => Some((value, side == Side::Lower)),
+            Unbounded => None,
+        }
+    }
+    let (Some(cut_a), Some(cut_b)) = (cut(&a, side), cut(&b, side)) else {
+        // No bound admits every value on its side.
+        let a_unbounded = matches!(a, Unbounded);
+        return if a_unbounded == (admit == Admit::More) {
+            a
+        } else {
+            b
         };
-        let upper = match (self.upper, other.upper) {
-            (Unbounded, _) | (_, Unbounded) => Unbounded,
-            (Included(a), Included(b)) => Included(a.max(b)),
-            (Excluded(a), Excluded(b)) => Excluded(a.max(b)),
-            (Included(a), Excluded(b)) | (Excluded(b), Included(a)) => {
-                if a >= b {
-                    Included(a)
-                } else {
-                    Excluded(b)
-                }
-            }
-        };
-        Self { lower, upper }
+    };
+    // A lower bound that cuts later admits less; an upper bound that cuts later admits more.
+    let a_later = cut_a > cut_b;
+    if a_later == ((side == Side::Lower) == (admit == Admit::Less)) {
+        a
+    } else {
+        b
     }
 }
 
@@ -654,4 +659,67 @@ fn combine(result: Result<BooleanArray, ArrowError>) -> Result<BooleanArray, Exp
         operation: "and / or / not".to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Bound::{self, Excluded, Included, Unbounded};
+    use std::ops::RangeBounds as _;
+
+    use super::ValueRange;
+
+    fn bounds() -> Vec<Bound<u8>> {
+        let mut bounds = vec![Unbounded];
+        for value in 1..4 {
+            bounds.extend([Included(value), Excluded(value)]);
+        }
+        bounds
+    }
+
+    fn ranges() -> Vec<ValueRange<u8>> {
+        let mut ranges = Vec::new();
+        for lower in bounds() {
+            for upper in bounds() {
+                ranges.push(ValueRange { lower, upper });
+            }
+        }
+        ranges
+    }
+
+    fn holds(range: &ValueRange<u8>, value: u8) -> bool {
+        (range.lower, range.upper).contains(&value)
+    }
+
+    /// Against every pair of ranges over a few values: the intersection holds exactly the values
+    /// of both; the hull holds every value of either, and what lies between them, and no more.
+    #[test]
+    fn intersections_and_hulls_hold_exactly_the_right_values() {
+        for a in ranges() {
+            for b in ranges() {
+                let both = a.clone().intersect(b.clone());
+                let hull = a.clone().hull(b.clone());
+                let either: Vec<u8> = (0..5).filter(|&v| holds(&a, v) || holds(&b, v)).collect();
+                for value in 0..5 {
+                    let context = format!("{a:?} and {b:?} at {value}");
+                    assert_eq!(
+                        holds(&both, value),
+                        holds(&a, value) && holds(&b, value),
+                        "intersection of {context}"
+                    );
+                    let between = either.first().is_some_and(|&first| first <= value)
+                        && either.last().is_some_and(|&last| value <= last);
+                    if between {
+                        assert!(holds(&hull, value), "hull of {context}");
+                    }
+                }
+                // The hull adds nothing beyond the outermost bounds of the two.
+                for (side, outer) in [
+                    (hull.lower, [a.lower, b.lower]),
+                    (hull.upper, [a.upper, b.upper]),
+                ] {
+                    assert!(outer.contains(&side), "hull of {a:?} and {b:?}: {side:?}");
+                }
+            }
+        }
+    }
 }

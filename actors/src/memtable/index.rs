@@ -232,6 +232,27 @@ impl Chunk {
 /// Rows per stretch, on average, from which copying stretches as slices beats gathering rows.
 const SLICE_WORTHWHILE_ROWS: usize = 16;
 
+/// A chunk of at least `max_rows` rows (or all there are) from the keys of `contents` from
+/// `from` on, walking the runs together: `take` adds what it wants of each key's versions,
+/// newest first.
+fn walk_chunk(
+    contents: &Contents,
+    from: Bound<&[u8]>,
+    max_rows: usize,
+    mut take: impl FnMut(&mut ChunkBuilder<'_>, &KeyBytes, &[Version]),
+) -> Chunk {
+    let mut walk = KeyWalk::new(&contents.runs, from);
+    let mut chunk = ChunkBuilder::new(&contents.batches);
+    let mut versions = Vec::new();
+    while chunk.rows() < max_rows {
+        let Some(key) = walk.next_key(&mut versions) else {
+            break;
+        };
+        take(&mut chunk, key, &versions);
+    }
+    chunk.chunk
+}
+
 /// Builds a [`Chunk`], numbering the memtable's batches it refers to in the chunk.
 struct ChunkBuilder<'a> {
     chunk: Chunk,
@@ -510,19 +531,11 @@ impl Memtable {
     /// Up to `max_rows` newest versions at or before `read_at`, one per key, in key order,
     /// starting at the lower bound `from`, deletes included.
     pub fn scan_chunk(&self, from: Bound<&[u8]>, read_at: Timestamp, max_rows: usize) -> Chunk {
-        let contents = self.read();
-        let mut walk = KeyWalk::new(&contents.runs, from);
-        let mut chunk = ChunkBuilder::new(&contents.batches);
-        let mut versions = Vec::new();
-        while chunk.rows() < max_rows {
-            let Some(key) = walk.next_key(&mut versions) else {
-                break;
-            };
+        walk_chunk(&self.read(), from, max_rows, |chunk, key, versions| {
             if let Some(&version) = versions.iter().find(|version| version.timestamp <= read_at) {
                 chunk.push(key, version);
             }
-        }
-        chunk.chunk
+        })
     }
 
     /// Every version of the keys from the lower bound `from` on, in key order and newest first
@@ -543,18 +556,11 @@ impl Memtable {
             }
             return chunk.chunk;
         }
-        let mut walk = KeyWalk::new(&contents.runs, from);
-        let mut chunk = ChunkBuilder::new(&contents.batches);
-        let mut versions = Vec::new();
-        while chunk.rows() < max_rows {
-            let Some(key) = walk.next_key(&mut versions) else {
-                break;
-            };
-            for &version in &versions {
+        walk_chunk(&contents, from, max_rows, |chunk, key, versions| {
+            for &version in versions {
                 chunk.push(key, version);
             }
-        }
-        chunk.chunk
+        })
     }
 
     /// The smallest and the largest key inserted so far, or `None` while empty.

@@ -7,7 +7,6 @@ use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 
 use super::model::{Model, random_model};
-use super::storage::CountingStorage;
 use super::*;
 use crate::table::{KeyBytes, TableSchema};
 
@@ -86,16 +85,7 @@ fn u64_sst(table: &TableSchema, versions: &[(u64, u64)], options: &SstOptions) -
         Arc::new(BooleanArray::from(vec![false; versions.len()])),
     ];
     let batch = RecordBatch::try_new(sst_schema(table), columns).expect("batch");
-    let keys = table
-        .encode_keys(&batch.project(&[0, 1]).expect("user columns"))
-        .expect("keys");
-    let keys: Vec<KeyBytes> = keys
-        .iter()
-        .map(|row| KeyBytes::from_slice(row.data()))
-        .collect();
-    let mut writer = SstWriter::new(table, options, versions.len()).expect("writer");
-    writer.write(&batch, &keys).expect("write");
-    writer.finish().expect("finish")
+    encode_batch(table, &batch, 2, options)
 }
 
 fn u64_key(table: &TableSchema, id: u64) -> (KeyBytes, Vec<ArrayRef>) {
@@ -117,15 +107,7 @@ fn versions_straddling_blocks_and_row_groups_are_found() {
     versions.extend([(2, 9), (2, 8), (2, 7), (3, 1)]);
     let table = u64_table();
     let sst = u64_sst(&table, &versions, &options);
-    let storage = CountingStorage::with_file("sst/1.parquet", sst.bytes.clone());
-    let cache = Arc::new(BlockCache::default());
-    let reader = smol::block_on(SstReader::open(
-        storage,
-        "sst/1.parquet",
-        Arc::clone(&table),
-        cache,
-    ))
-    .expect("open");
+    let (_, reader) = open_counted(&table, &sst, Arc::new(BlockCache::default()));
     for id in 0..=4 {
         let (key, columns) = u64_key(&table, id);
         for read_at in 0..=110 {
@@ -154,15 +136,8 @@ fn bloom_filters_answer_absent_keys_without_reading_a_block() {
     let table = u64_table();
     let versions: Vec<(u64, u64)> = (0..20_000).map(|id| (id * 2, 1)).collect();
     let sst = u64_sst(&table, &versions, &SstOptions::default());
-    let storage = CountingStorage::with_file("sst/1.parquet", sst.bytes.clone());
     let cache = Arc::new(BlockCache::default());
-    let reader = smol::block_on(SstReader::open(
-        Arc::clone(&storage) as Arc<dyn Storage>,
-        "sst/1.parquet",
-        Arc::clone(&table),
-        Arc::clone(&cache),
-    ))
-    .expect("open");
+    let (storage, reader) = open_counted(&table, &sst, Arc::clone(&cache));
     let (key, columns) = u64_key(&table, 1000);
     assert!(
         smol::block_on(reader.get(&key, &columns, 5))
@@ -182,7 +157,7 @@ fn bloom_filters_answer_absent_keys_without_reading_a_block() {
         block_reads += storage.reads().0 - before;
     }
     // Every bloom filter of this one-row-group file was loaded by the first lookup; absent keys
-    // read nothing but the rare false positive (fpp 1%).
+    // read nothing but the rare false positive (the default fpp is 3%).
     assert!(
         block_reads <= 60,
         "{block_reads} reads for 2000 absent keys"
@@ -195,15 +170,8 @@ fn warm_lookups_hit_the_block_cache() {
     let table = u64_table();
     let versions: Vec<(u64, u64)> = (0..10_000).map(|id| (id, 1)).collect();
     let sst = u64_sst(&table, &versions, &SstOptions::default());
-    let storage = CountingStorage::with_file("sst/1.parquet", sst.bytes.clone());
     let cache = Arc::new(BlockCache::default());
-    let reader = smol::block_on(SstReader::open(
-        Arc::clone(&storage) as Arc<dyn Storage>,
-        "sst/1.parquet",
-        Arc::clone(&table),
-        Arc::clone(&cache),
-    ))
-    .expect("open");
+    let (storage, reader) = open_counted(&table, &sst, Arc::clone(&cache));
     for id in 0..10_000 {
         let (key, columns) = u64_key(&table, id);
         assert!(

@@ -4,7 +4,6 @@
 mod corrupt;
 mod get;
 mod model;
-mod performance;
 mod pruning;
 mod scan;
 mod storage;
@@ -15,6 +14,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use damselfly_runtimes::{MemoryStorage, Storage};
 
 use self::model::Model;
+use self::storage::CountingStorage;
 use super::*;
 
 /// Seeds for randomized tests: the one in `SST_TEST_SEED` if set, else a fixed list.
@@ -69,6 +69,43 @@ fn open_at(storage: Arc<dyn Storage>, model: &Model) -> SstReader {
         cache,
     ))
     .expect("open")
+}
+
+/// `sst` in storage that counts its reads, and a reader of it sharing `cache`.
+fn open_counted(
+    table: &Arc<TableSchema>,
+    sst: &EncodedSst,
+    cache: Arc<BlockCache>,
+) -> (Arc<CountingStorage>, SstReader) {
+    let storage = CountingStorage::with_file("sst/1.parquet", sst.bytes.clone());
+    let reader = smol::block_on(SstReader::open(
+        Arc::clone(&storage) as Arc<dyn Storage>,
+        "sst/1.parquet",
+        Arc::clone(table),
+        cache,
+    ))
+    .expect("open");
+    (storage, reader)
+}
+
+/// Encodes `batch` — the SST's columns, the first `user_columns` of them the user's — into one
+/// SST, in one write.
+fn encode_batch(
+    table: &TableSchema,
+    batch: &RecordBatch,
+    user_columns: usize,
+    options: &SstOptions,
+) -> EncodedSst {
+    let user: Vec<usize> = (0..user_columns).collect();
+    let keys: Vec<KeyBytes> = table
+        .encode_keys(&batch.project(&user).expect("user columns"))
+        .expect("keys")
+        .iter()
+        .map(|row| KeyBytes::from_slice(row.data()))
+        .collect();
+    let mut writer = SstWriter::new(table, options, batch.num_rows()).expect("writer");
+    writer.write(batch, &keys).expect("write");
+    writer.finish().expect("finish")
 }
 
 /// Every chunk of a scan.

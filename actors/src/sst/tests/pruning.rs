@@ -14,7 +14,6 @@ use arrow_array::{
 use arrow_schema::{Field, Schema};
 use arrow_select::take::take;
 
-use super::storage::CountingStorage;
 use super::*;
 use crate::table::{KeyBytes, TableSchema};
 
@@ -38,28 +37,12 @@ fn counted_file() -> (Arc<TableSchema>, Arc<CountingStorage>, SstReader) {
         Arc::new(BooleanArray::from(vec![false; rows as usize])),
     ];
     let batch = RecordBatch::try_new(sst_schema(&table), columns).expect("batch");
-    let keys = table
-        .encode_keys(&batch.project(&[0, 1]).expect("project"))
-        .expect("keys");
-    let keys: Vec<KeyBytes> = keys
-        .iter()
-        .map(|row| KeyBytes::from_slice(row.data()))
-        .collect();
     let options = SstOptions {
         row_group_rows: 8_192,
         ..SstOptions::default()
     };
-    let mut writer = SstWriter::new(&table, &options, rows as usize).expect("writer");
-    writer.write(&batch, &keys).expect("write");
-    let sst = writer.finish().expect("finish");
-    let storage = CountingStorage::with_file("sst/1.parquet", sst.bytes);
-    let reader = smol::block_on(SstReader::open(
-        Arc::clone(&storage) as Arc<dyn Storage>,
-        "sst/1.parquet",
-        Arc::clone(&table),
-        Arc::new(BlockCache::default()),
-    ))
-    .expect("open");
+    let sst = encode_batch(&table, &batch, 2, &options);
+    let (storage, reader) = open_counted(&table, &sst, Arc::new(BlockCache::default()));
     (table, storage, reader)
 }
 
@@ -207,24 +190,8 @@ fn bloom_filters_know_every_key_type() {
             ],
         )
         .expect("batch");
-        let encoded = table
-            .encode_keys(&batch.project(&[0]).expect("project"))
-            .expect("keys");
-        let keys: Vec<KeyBytes> = encoded
-            .iter()
-            .map(|row| KeyBytes::from_slice(row.data()))
-            .collect();
-        let mut writer = SstWriter::new(&table, &SstOptions::default(), rows).expect("writer");
-        writer.write(&batch, &keys).expect("write");
-        let sst = writer.finish().expect("finish");
-        let storage = CountingStorage::with_file("sst/1.parquet", sst.bytes);
-        let reader = smol::block_on(SstReader::open(
-            Arc::clone(&storage) as Arc<dyn Storage>,
-            "sst/1.parquet",
-            Arc::clone(&table),
-            Arc::new(BlockCache::new(0)),
-        ))
-        .expect("open");
+        let sst = encode_batch(&table, &batch, 1, &SstOptions::default());
+        let (storage, reader) = open_counted(&table, &sst, Arc::new(BlockCache::new(0)));
         let mut skipped = 0;
         for row in 0..column.len() {
             let columns = vec![column.slice(row, 1)];
