@@ -3,12 +3,16 @@
 //! Rows stay in the Arrow batches they were committed in; the index points at them. Readers
 //! gather the rows they need with arrow's `interleave`, so nothing is materialised row by row.
 //!
-//! The index is a few sorted runs of versions, like a tiny LSM tree: each commit's versions are
-//! sorted by key and either appended to the newest run (when they all sort after it, as appends
-//! of increasing keys do: no comparison beyond the first key) or added as a new run, and
+//! The index is a few sorted runs of versions, like a tiny LSM tree, beside a B-tree for small
+//! commits. A commit's versions are sorted by key and appended to the newest run when they all
+//! sort after it, as appends of increasing keys do (no comparison beyond the first key); a
+//! commit of fewer than `SMALL_COMMIT_VERSIONS` versions that cannot be appended goes into the
+//! B-tree, whose inserts cost no more than its depth; any other commit becomes a new run, and
 //! neighbouring runs of similar length are merged, so there are at most about log2(versions)
-//! runs. Runs are ordered by time: every version in a run is older than every version in the
-//! runs after it.
+//! runs. Runs are ordered by time: every version in a run is older than every version of the
+//! same key in the runs after it. The B-tree's versions are ordered by key, newest first, and
+//! interleave in time with the runs': a reader takes a key's versions from both and puts them
+//! newest first.
 //!
 //! Promises:
 //! - versions of a key are read newest first; a later row of the same commit replaces an
@@ -17,7 +21,9 @@
 //!   versions newer than `t` sees the same rows however many commits arrive meanwhile;
 //! - the index lock is never held across an await, and readers hold it for one chunk at a time.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, btree_map};
+use std::iter::Peekable;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -32,7 +38,7 @@ use crate::table::KeyBytes;
 use crate::timestamp::Timestamp;
 
 /// Estimated bytes one index entry costs beyond its key's heap bytes: the 40-byte entry, the
-/// spare capacity of a growing run and the copy a merge makes.
+/// spare capacity of a growing run and the copy a merge makes, or a B-tree slot.
 pub const INDEX_ENTRY_BYTES: usize = 64;
 
 /// One version of a key: which commit wrote it, where its row is, and whether it deletes.
@@ -78,6 +84,32 @@ struct Entry {
 /// Entries sorted by key, newest first within a key.
 type Run = Vec<Entry>;
 
+/// Versions of small commits, by key and newest first within a key.
+type Tree = BTreeMap<(KeyBytes, Reverse<Timestamp>), Version>;
+
+/// Commits of fewer versions than this that cannot be appended to the newest run go into the
+/// B-tree: as a run each, 64 committers of 16 rows would make the runs merge over and over,
+/// moving every version about log2(versions) times, under the write lock.
+pub(super) const SMALL_COMMIT_VERSIONS: usize = 128;
+
+/// The B-tree's entries from the lower bound `from` on.
+fn tree_from<'a>(
+    tree: &'a Tree,
+    from: Bound<&[u8]>,
+) -> btree_map::Range<'a, (KeyBytes, Reverse<Timestamp>), Version> {
+    let lower = match from {
+        Bound::Unbounded => Bound::Unbounded,
+        // The newest version sorts first within a key, the oldest last.
+        Bound::Included(key) => {
+            Bound::Included((KeyBytes::from_slice(key), Reverse(Timestamp::new(u64::MAX))))
+        }
+        Bound::Excluded(key) => {
+            Bound::Excluded((KeyBytes::from_slice(key), Reverse(Timestamp::ZERO)))
+        }
+    };
+    tree.range((lower, Bound::Unbounded))
+}
+
 /// The position of the first entry of `run` within the lower bound `from`.
 fn start_at(run: &Run, from: Bound<&[u8]>) -> usize {
     match from {
@@ -105,17 +137,23 @@ fn merge_runs(older: Run, newer: Run) -> Run {
     }
 }
 
-/// Walks the keys of several runs in key order, each with its versions newest first.
+/// Walks the keys of the runs and the B-tree in key order, each with its versions newest first.
 struct KeyWalk<'a> {
     runs: &'a [Run],
     positions: Vec<usize>,
+    tree: Peekable<btree_map::Range<'a, (KeyBytes, Reverse<Timestamp>), Version>>,
 }
 
 impl<'a> KeyWalk<'a> {
-    fn new(runs: &'a [Run], from: Bound<&[u8]>) -> Self {
+    fn new(contents: &'a Contents, from: Bound<&[u8]>) -> Self {
         Self {
-            runs,
-            positions: runs.iter().map(|run| start_at(run, from)).collect(),
+            runs: &contents.runs,
+            positions: contents
+                .runs
+                .iter()
+                .map(|run| start_at(run, from))
+                .collect(),
+            tree: tree_from(&contents.tree, from).peekable(),
         }
     }
 
@@ -123,17 +161,29 @@ impl<'a> KeyWalk<'a> {
     fn next_key(&mut self, versions: &mut Vec<Version>) -> Option<&'a KeyBytes> {
         versions.clear();
         let runs = self.runs;
-        let key = runs
+        let in_runs = runs
             .iter()
             .zip(&self.positions)
             .filter_map(|(run, &position)| run.get(position).map(|entry| &entry.key))
-            .min()?;
+            .min();
+        let in_tree = self.tree.peek().map(|((key, _), _)| key);
+        let key = match (in_runs, in_tree) {
+            (Some(run_key), Some(tree_key)) => run_key.min(tree_key),
+            (run_key, tree_key) => run_key.or(tree_key)?,
+        };
         // Newest run first: its versions are newer than every older run's.
         for (run, position) in runs.iter().zip(self.positions.iter_mut()).rev() {
             while let Some(entry) = run.get(*position).filter(|entry| entry.key == *key) {
                 versions.push(entry.version);
                 *position += 1;
             }
+        }
+        let from_runs = versions.len();
+        while let Some((_, &version)) = self.tree.next_if(|((tree_key, _), _)| tree_key == key) {
+            versions.push(version);
+        }
+        if from_runs > 0 && versions.len() > from_runs {
+            versions.sort_unstable_by_key(|version| Reverse(version.timestamp));
         }
         Some(key)
     }
@@ -241,7 +291,7 @@ fn walk_chunk(
     max_rows: usize,
     mut take: impl FnMut(&mut ChunkBuilder<'_>, &KeyBytes, &[Version]),
 ) -> Chunk {
-    let mut walk = KeyWalk::new(&contents.runs, from);
+    let mut walk = KeyWalk::new(contents, from);
     let mut chunk = ChunkBuilder::new(&contents.batches);
     let mut versions = Vec::new();
     while chunk.rows() < max_rows {
@@ -313,8 +363,10 @@ impl<'a> ChunkBuilder<'a> {
 struct Contents {
     /// Sorted runs, oldest first (see the module documentation).
     runs: Vec<Run>,
+    /// Versions of small commits that could not be appended to the newest run.
+    tree: Tree,
     batches: Vec<RecordBatch>,
-    /// Entries in all runs.
+    /// Entries in all runs and the tree.
     versions: usize,
 }
 
@@ -481,6 +533,15 @@ impl Memtable {
         {
             // Appends of increasing keys: straight onto the newest run, nothing in between.
             contents.add(keys.into_iter().enumerate().map(entry));
+        } else if keys.len() < SMALL_COMMIT_VERSIONS {
+            for (row, key) in keys.into_iter().enumerate() {
+                // A later row of the commit replaces an earlier one with the same key.
+                let version = entry((row, key));
+                let slot = (version.key, Reverse(timestamp));
+                if contents.tree.insert(slot, version.version).is_none() {
+                    contents.versions += 1;
+                }
+            }
         } else {
             let mut entries: Run = keys.into_iter().enumerate().map(entry).collect();
             if !ascending {
@@ -511,15 +572,27 @@ impl Memtable {
     /// The newest version of `key` at or before `read_at`.
     pub fn get(&self, key: &[u8], read_at: Timestamp) -> Option<VisibleRow> {
         let contents = self.read();
-        // Newest run first: the first visible version found is the newest.
-        let version = contents.runs.iter().rev().find_map(|run| {
+        // Newest run first: the first visible version found is the newest of the runs'.
+        let in_runs = contents.runs.iter().rev().find_map(|run| {
             let start = run.partition_point(|entry| entry.key.as_bytes() < key);
             run[start..]
                 .iter()
                 .take_while(|entry| entry.key.as_bytes() == key)
                 .map(|entry| entry.version)
                 .find(|version| version.timestamp <= read_at)
-        })?;
+        });
+        let in_tree = (!contents.tree.is_empty())
+            .then(|| {
+                let newest_visible = (KeyBytes::from_slice(key), Reverse(read_at));
+                contents.tree.range(newest_visible..).next()
+            })
+            .flatten()
+            .filter(|((tree_key, _), _)| tree_key.as_bytes() == key)
+            .map(|(_, &version)| version);
+        let version = in_runs
+            .into_iter()
+            .chain(in_tree)
+            .max_by_key(|version| version.timestamp)?;
         Some(VisibleRow {
             timestamp: version.timestamp,
             deleted: version.deleted(),
@@ -543,7 +616,9 @@ impl Memtable {
     /// chunks).
     pub fn versions_chunk(&self, from: Bound<&[u8]>, max_rows: usize) -> Chunk {
         let contents = self.read();
-        if let [run] = &contents.runs[..] {
+        if let [run] = &contents.runs[..]
+            && contents.tree.is_empty()
+        {
             // One run holds every version in order already: take a stretch of it.
             let start = start_at(run, from);
             let mut end = start.saturating_add(max_rows).min(run.len());
@@ -566,17 +641,20 @@ impl Memtable {
     /// The smallest and the largest key inserted so far, or `None` while empty.
     pub fn key_range(&self) -> Option<(KeyBytes, KeyBytes)> {
         let contents = self.read();
+        let tree_keys = || contents.tree.keys().map(|(key, _)| key);
         let first = contents
             .runs
             .iter()
             .filter_map(|run| run.first())
             .map(|entry| &entry.key)
+            .chain(tree_keys().next())
             .min()?;
         let last = contents
             .runs
             .iter()
             .filter_map(|run| run.last())
             .map(|entry| &entry.key)
+            .chain(tree_keys().next_back())
             .max()?;
         Some((first.clone(), last.clone()))
     }

@@ -13,7 +13,7 @@ use arrow_array::{Int64Array, RecordBatch};
 use arrow_buffer::BooleanBuffer;
 use arrow_schema::{DataType, Field, Schema};
 
-use super::index::{Chunk, Memtable};
+use super::index::{Chunk, Memtable, SMALL_COMMIT_VERSIONS};
 use super::write::KeyedRows;
 use crate::table::KeyBytes;
 use crate::timestamp::Timestamp;
@@ -97,7 +97,12 @@ fn versions_of(chunk: &Chunk) -> Vec<(Vec<u8>, Seen)> {
 }
 
 fn random_rows(random: &mut fastrand::Rng, next_append: &mut u64) -> Vec<(u64, bool)> {
-    let count = random.usize(1..40);
+    // Mostly small commits (into the B-tree unless appended), sometimes large ones (new runs).
+    let count = if random.u8(0..5) == 0 {
+        random.usize(SMALL_COMMIT_VERSIONS..SMALL_COMMIT_VERSIONS * 2)
+    } else {
+        random.usize(1..40)
+    };
     let ids: Vec<u64> = match random.u8(0..4) {
         // Appends of increasing keys (the fast path).
         0 | 1 => {
@@ -109,10 +114,8 @@ fn random_rows(random: &mut fastrand::Rng, next_append: &mut u64) -> Vec<(u64, b
         2 => (0..count).map(|_| random.u64(0..150)).collect(),
         // Decreasing keys.
         _ => {
-            let first = random.u64(0..150);
-            (0..count as u64)
-                .map(|offset| first + 60 - offset)
-                .collect()
+            let last = random.u64(0..150) + count as u64;
+            (0..count as u64).map(|offset| last - offset).collect()
         }
     };
     ids.into_iter()
