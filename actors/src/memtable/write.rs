@@ -83,11 +83,7 @@ impl KeyedRows {
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,
     ) -> Result<Self, SchemaError> {
-        let rows = table.encode_keys(&batch)?;
-        let keys: Vec<KeyBytes> = rows
-            .iter()
-            .map(|row| KeyBytes::from_slice(row.data()))
-            .collect();
+        let keys = table.batch_key_bytes(&batch)?;
         let key_bytes: usize = keys.iter().map(KeyBytes::heap_bytes).sum();
         let memory_bytes =
             batch.get_array_memory_size() + key_bytes + keys.len() * INDEX_ENTRY_BYTES;

@@ -303,12 +303,19 @@ impl TableSchema {
 
     /// Encodes the key columns of a conformed `batch` into order-preserving byte strings.
     pub fn encode_keys(&self, batch: &RecordBatch) -> Result<Rows, SchemaError> {
-        let key_columns: Vec<ArrayRef> = self
-            .key_indices
+        Ok(self.key_encoder.convert_columns(&self.key_columns(batch))?)
+    }
+
+    /// The keys of a conformed `batch` as [`KeyBytes`], one per row.
+    pub fn batch_key_bytes(&self, batch: &RecordBatch) -> Result<Vec<KeyBytes>, SchemaError> {
+        self.encode_key_bytes(&self.key_columns(batch))
+    }
+
+    fn key_columns(&self, batch: &RecordBatch) -> Vec<ArrayRef> {
+        self.key_indices
             .iter()
             .map(|&index| Arc::clone(batch.column(index)))
-            .collect();
-        Ok(self.key_encoder.convert_columns(&key_columns)?)
+            .collect()
     }
 
     /// Encodes keys given as arrays of the key columns (in key order, equal lengths).
