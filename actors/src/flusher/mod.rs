@@ -35,7 +35,7 @@ use crate::sst::{
 use crate::table::{KeyBytes, TableSchema};
 
 /// Rows gathered from a memtable per batch handed to the SST writer.
-const FLUSH_CHUNK_ROWS: usize = 64 * 1024;
+const FLUSH_CHUNK_ROWS: usize = 8 * 1024;
 
 /// A flush failure.
 #[derive(Debug, thiserror::Error)]

@@ -404,29 +404,32 @@ impl Contents {
     }
 }
 
-/// The index memory of a dropped memtable, kept for its successors: a run that grows to
+/// The index memory of dropped memtables, kept for their successors: a run that grows to
 /// millions of entries costs the operating system a fresh page for every 100 entries otherwise,
-/// memtable after memtable. One run at most is kept.
+/// memtable after memtable. Up to `SPARE_RUNS` runs are kept, the largest ones.
 #[derive(Debug, Default)]
-struct SpareRun(Mutex<Option<Run>>);
+struct SpareRun(Mutex<Vec<Run>>);
+
+/// Runs kept for successors: a memtable is dropped only after its flush, by which time one or
+/// two more may have been sealed and taken a run each.
+const SPARE_RUNS: usize = 2;
 
 impl SpareRun {
     fn take(&self) -> Run {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .unwrap_or_default()
+        let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let largest = (0..spare.len()).max_by_key(|&index| spare[index].capacity());
+        largest.map(|index| spare.swap_remove(index)).unwrap_or_default()
     }
 
     fn give(&self, mut run: Run) {
         run.clear();
         let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare
-            .as_ref()
-            .is_none_or(|kept| kept.capacity() < run.capacity())
-        {
-            *spare = Some(run);
+        spare.push(run);
+        if spare.len() > SPARE_RUNS {
+            let smallest = (0..spare.len()).min_by_key(|&index| spare[index].capacity());
+            if let Some(index) = smallest {
+                spare.swap_remove(index);
+            }
         }
     }
 }
