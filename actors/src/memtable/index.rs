@@ -418,7 +418,9 @@ impl SpareRun {
     fn take(&self) -> Run {
         let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let largest = (0..spare.len()).max_by_key(|&index| spare[index].capacity());
-        largest.map(|index| spare.swap_remove(index)).unwrap_or_default()
+        largest
+            .map(|index| spare.swap_remove(index))
+            .unwrap_or_default()
     }
 
     fn give(&self, mut run: Run) {
