@@ -88,9 +88,11 @@ type Run = Vec<Entry>;
 type Tree = BTreeMap<(KeyBytes, Reverse<Timestamp>), Version>;
 
 /// Commits of fewer versions than this that cannot be appended to the newest run go into the
-/// B-tree: as a run each, 64 committers of 16 rows would make the runs merge over and over,
-/// moving every version about log2(versions) times, under the write lock.
-pub(super) const SMALL_COMMIT_VERSIONS: usize = 128;
+/// B-tree: as a run each, 64 committers of 16 rows, or 4 writers of 1,024-row batches in
+/// interleaved key ranges, would make the runs merge over and over, moving every version about
+/// log2(versions) times, under the write lock (measured: 4 such writers ingest 25-30% faster
+/// with the B-tree than with runs). Larger commits are sorted once and merged as runs.
+pub(super) const SMALL_COMMIT_VERSIONS: usize = 2048;
 
 /// The B-tree's entries from the lower bound `from` on.
 fn tree_from<'a>(

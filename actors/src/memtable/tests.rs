@@ -98,8 +98,8 @@ fn versions_of(chunk: &Chunk) -> Vec<(Vec<u8>, Seen)> {
 
 fn random_rows(random: &mut fastrand::Rng, next_append: &mut u64) -> Vec<(u64, bool)> {
     // Mostly small commits (into the B-tree unless appended), sometimes large ones (new runs).
-    let count = if random.u8(0..5) == 0 {
-        random.usize(SMALL_COMMIT_VERSIONS..SMALL_COMMIT_VERSIONS * 2)
+    let count = if random.u8(0..10) == 0 {
+        random.usize(SMALL_COMMIT_VERSIONS..SMALL_COMMIT_VERSIONS + 16)
     } else {
         random.usize(1..40)
     };
