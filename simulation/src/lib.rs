@@ -4,9 +4,11 @@
 //! It runs every task on the thread that calls [`SimRuntime::block_on`], one poll at a time,
 //! and takes every decision from a seed:
 //!
-//! - **Scheduling.** Whenever several tasks are runnable, the next one to poll is drawn
-//!   uniformly from them by an RNG seeded from the run's seed. Different seeds explore
-//!   different interleavings; the same seed repeats one exactly.
+//! - **Scheduling.** Whenever several tasks are runnable, the seed's [`SchedulePolicy`] picks
+//!   the next one to poll: uniformly at random, by PCT-style random priorities that change at
+//!   random points (reaching orders where one task runs far ahead of the others), or first-in
+//!   first-out. Each seed draws its policy; [`SimRuntime::with_policy`] fixes one. Different
+//!   seeds explore different interleavings; the same seed repeats one exactly.
 //! - **Time.** The clock is virtual. It starts at zero (the wall clock at
 //!   2023-11-14T22:13:20Z) and only moves when no task can run: it then jumps to the earliest
 //!   pending timer, so an hour-long sleep completes at once.
@@ -89,3 +91,4 @@ mod trace;
 mod waker;
 
 pub use runtime::SimRuntime;
+pub use scheduler::{PCT_STARVATION_POLLS, SchedulePolicy};

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use damselfly_runtimes::{BlockingJob, BoxFuture, Instant, MemoryStorage, Runtime};
 
 use crate::executor;
+use crate::scheduler::SchedulePolicy;
 use crate::shared::Shared;
 use crate::timer::Sleep;
 use crate::trace::Event;
@@ -27,12 +28,26 @@ pub struct SimRuntime {
 }
 
 impl SimRuntime {
-    /// A runtime at virtual time zero whose every choice derives from `seed`.
+    /// A runtime at virtual time zero whose every choice derives from `seed`, including its
+    /// [scheduling policy](SchedulePolicy::for_seed).
     #[must_use]
     pub fn new(seed: u64) -> SimRuntime {
+        SimRuntime::with_policy(seed, SchedulePolicy::for_seed(seed))
+    }
+
+    /// A runtime like [`SimRuntime::new`] that schedules by `policy` whatever the seed: for
+    /// example [`SchedulePolicy::Fifo`] to replay a failure in an order easier to follow.
+    #[must_use]
+    pub fn with_policy(seed: u64, policy: SchedulePolicy) -> SimRuntime {
         SimRuntime {
-            shared: Arc::new(Shared::new(seed)),
+            shared: Arc::new(Shared::new(seed, policy)),
         }
+    }
+
+    /// The policy choosing which runnable task to poll next.
+    #[must_use]
+    pub fn policy(&self) -> SchedulePolicy {
+        self.shared.lock().scheduler.policy()
     }
 
     /// The run's storage: in memory, with the durability model of [`MemoryStorage`] (unsynced
@@ -153,6 +168,7 @@ impl fmt::Debug for SimRuntime {
         formatter
             .debug_struct("SimRuntime")
             .field("seed", &self.shared.seed)
+            .field("policy", &state.scheduler.policy())
             .field("now", &state.now)
             .field("task_count", &state.scheduler.task_count())
             .field("event_count", &state.trace.event_count())

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use damselfly_runtimes::{MemoryStorage, SeededRandom};
 
-use crate::scheduler::Scheduler;
+use crate::scheduler::{SchedulePolicy, Scheduler};
 use crate::timer::Timers;
 use crate::trace::{Event, Trace, nanos};
 
@@ -53,10 +53,10 @@ pub(crate) struct State {
 }
 
 impl Shared {
-    /// A fresh runtime state for `seed`, at virtual time zero.
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A fresh runtime state for `seed`, scheduling by `policy`, at virtual time zero.
+    pub(crate) fn new(seed: u64, policy: SchedulePolicy) -> Self {
         let state = State {
-            scheduler: Scheduler::new(derive_seed(seed, SCHEDULING_STREAM)),
+            scheduler: Scheduler::new(derive_seed(seed, SCHEDULING_STREAM), policy),
             timers: Timers::default(),
             now: Duration::ZERO,
             trace: Trace::new(),

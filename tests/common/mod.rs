@@ -64,11 +64,13 @@ where
 {
     let seed = sim_seed();
     let sim = SimRuntime::new(seed);
+    let policy = sim.policy();
     let outcome = sim.block_on(test(Arc::new(sim.clone())));
     sim.shutdown();
     outcome.unwrap_or_else(|error| {
         panic!(
-            "on the simulator with seed {seed} (replay: DAMSELFLY_SEED={seed}): {error} ({error:?})"
+            "on the simulator with seed {seed}, {policy:?} schedule (replay: \
+             DAMSELFLY_SEED={seed}): {error} ({error:?})"
         )
     });
 }
