@@ -74,7 +74,9 @@
 //! polled in the same order at the same virtual times, and the same random numbers are drawn.
 //! Compare [`SimRuntime::trace_hash`] to check that a replay matches, and use
 //! [`SimRuntime::record`] to fold application events (bytes written, messages delivered) into
-//! the trace so that divergence is caught where it starts.
+//! the trace so that divergence is caught where it starts. When two runs of a seed disagree, run
+//! both again [with an event log](SimRuntime::with_event_log): [`first_divergence`] names the
+//! first event where they part ways.
 //!
 //! Determinism holds as long as the program takes time, tasks and randomness only from the
 //! runtime: no OS clock, no threads, no OS randomness, no iteration over hash maps where the
@@ -92,3 +94,4 @@ mod waker;
 
 pub use runtime::SimRuntime;
 pub use scheduler::{PCT_STARVATION_POLLS, SchedulePolicy};
+pub use trace::{Divergence, first_divergence};

@@ -44,6 +44,22 @@ impl SimRuntime {
         }
     }
 
+    /// Keeps a readable line for every event of the trace from now on (see
+    /// [`SimRuntime::event_log`]): slower and memory-hungry, for finding where two runs of one
+    /// seed part ways with [`first_divergence`](crate::first_divergence).
+    #[must_use]
+    pub fn with_event_log(self) -> SimRuntime {
+        self.shared.lock().trace.keep_log();
+        self
+    }
+
+    /// Every event recorded since [`SimRuntime::with_event_log`], one line each, numbered by its
+    /// place in the trace; empty without it.
+    #[must_use]
+    pub fn event_log(&self) -> Vec<String> {
+        self.shared.lock().trace.log().to_vec()
+    }
+
     /// The policy choosing which runnable task to poll next.
     #[must_use]
     pub fn policy(&self) -> SchedulePolicy {

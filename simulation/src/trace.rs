@@ -34,11 +34,37 @@ pub(crate) enum Event<'a> {
     Application { label: &'a str, value: u64 },
 }
 
-/// A running FNV-1a hash over the events of a run, and how many events it has seen.
+impl std::fmt::Display for Event<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Spawned { task_id, name } => {
+                write!(formatter, "spawned task {task_id} {name:?}")
+            }
+            Event::Polled { task_id } => write!(formatter, "polled task {task_id}"),
+            Event::Completed { task_id } => write!(formatter, "task {task_id} completed"),
+            Event::Dropped { task_id } => write!(formatter, "task {task_id} dropped"),
+            Event::TimeAdvanced { now_nanos } => {
+                write!(formatter, "time advanced to {now_nanos} ns")
+            }
+            Event::TimerFired {
+                deadline_nanos,
+                sequence,
+            } => write!(
+                formatter,
+                "timer {sequence} fired (deadline {deadline_nanos} ns)"
+            ),
+            Event::Application { label, value } => write!(formatter, "{label:?} = {value}"),
+        }
+    }
+}
+
+/// A running FNV-1a hash over the events of a run, how many events it has seen, and, when
+/// asked for, every event written out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Trace {
     hash: u64,
     event_count: u64,
+    log: Option<Vec<String>>,
 }
 
 impl Trace {
@@ -47,7 +73,19 @@ impl Trace {
         Self {
             hash: FNV_OFFSET_BASIS,
             event_count: 0,
+            log: None,
         }
+    }
+
+    /// Writes out every event from now on (see [`Trace::log`]).
+    pub(crate) fn keep_log(&mut self) {
+        self.log.get_or_insert_with(Vec::new);
+    }
+
+    /// The events written out so far, one line each, numbered from 1 by their place in the
+    /// trace: empty unless [`Trace::keep_log`] was called.
+    pub(crate) fn log(&self) -> &[String] {
+        self.log.as_deref().unwrap_or_default()
     }
 
     /// The hash of every event recorded so far.
@@ -63,6 +101,9 @@ impl Trace {
     /// Mixes `event` into the hash.
     pub(crate) fn record(&mut self, event: Event<'_>) {
         self.event_count += 1;
+        if let Some(log) = &mut self.log {
+            log.push(format!("#{} {event}", self.event_count));
+        }
         match event {
             Event::Spawned { task_id, name } => {
                 self.mix_bytes(&[1]);
@@ -108,6 +149,44 @@ impl Trace {
             self.hash = self.hash.wrapping_mul(FNV_PRIME);
         }
     }
+}
+
+/// Where two event logs of the same seed part ways: the first event they disagree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The position of the event in both logs, from 0.
+    pub index: usize,
+    /// The first log's event there (`None`: that log ended).
+    pub left: Option<String>,
+    /// The second log's event there (`None`: that log ended).
+    pub right: Option<String>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side =
+            |event: &Option<String>| event.clone().unwrap_or_else(|| "(end of log)".to_owned());
+        write!(
+            formatter,
+            "the runs diverge at event {}: {} versus {}",
+            self.index + 1,
+            side(&self.left),
+            side(&self.right)
+        )
+    }
+}
+
+/// The first event at which two [event logs](crate::SimRuntime::event_log) differ, or `None`
+/// when they are equal.
+#[must_use]
+pub fn first_divergence(left: &[String], right: &[String]) -> Option<Divergence> {
+    let index =
+        (0..left.len().max(right.len())).find(|&index| left.get(index) != right.get(index))?;
+    Some(Divergence {
+        index,
+        left: left.get(index).cloned(),
+        right: right.get(index).cloned(),
+    })
 }
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX` (about 584 years).

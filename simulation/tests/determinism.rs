@@ -7,15 +7,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use damselfly_runtimes::{Runtime, RuntimeExt};
-use damselfly_sim::SimRuntime;
+use damselfly_sim::{SimRuntime, first_divergence};
 use futures_lite::future::yield_now;
 
 /// Set in a child process to the seed whose trace it must print.
 const CHILD_SEED_VAR: &str = "DAMSELFLY_SIM_CHILD_SEED";
 /// The test the child process runs.
 const CHILD_TEST: &str = "child_prints_trace_of_seed_from_env";
+/// Set in a child process to make it print its event log too.
+const CHILD_LOG_VAR: &str = "DAMSELFLY_SIM_CHILD_LOG";
 /// The line prefix under which the child prints its trace.
 const TRACE_LINE_PREFIX: &str = "damselfly-sim-trace:";
+/// The line prefix under which the child prints each event of its log.
+const EVENT_LINE_PREFIX: &str = "damselfly-sim-event:";
 
 const PRODUCER_COUNT: usize = 14;
 const CONSUMER_COUNT: usize = 4;
@@ -27,13 +31,19 @@ struct Observed {
     order: Vec<String>,
     trace_hash: u64,
     event_count: u64,
+    /// The event log, when the run kept one.
+    events: Vec<String>,
 }
 
 /// Twenty tasks that interleave through a bounded channel, sleeps and yields: producers send
 /// into a channel, consumers receive from it, and a ticker sleeps periodically. Each task
 /// appends what it does to a shared log, whose order is the run's observable interleaving.
 fn run_workload(seed: u64) -> Observed {
-    let sim = SimRuntime::new(seed);
+    run_workload_on(SimRuntime::new(seed))
+}
+
+/// [`run_workload`] on a given runtime.
+fn run_workload_on(sim: SimRuntime) -> Observed {
     let log = Arc::new(Mutex::new(Vec::new()));
     let runtime = sim.clone();
     let main_log = Arc::clone(&log);
@@ -66,6 +76,7 @@ fn run_workload(seed: u64) -> Observed {
         order,
         trace_hash: sim.trace_hash(),
         event_count: sim.event_count(),
+        events: sim.event_log(),
     };
     sim.shutdown();
     observed
@@ -144,11 +155,56 @@ fn child_prints_trace_of_seed_from_env() {
         return;
     };
     let seed: u64 = seed.parse().expect("the parent passes a u64 seed");
-    let observed = run_workload(seed);
+    let sim = SimRuntime::new(seed);
+    let sim = match std::env::var_os(CHILD_LOG_VAR) {
+        Some(_) => sim.with_event_log(),
+        None => sim,
+    };
+    let observed = run_workload_on(sim);
     println!(
         "{TRACE_LINE_PREFIX}{} {}",
         observed.trace_hash, observed.event_count
     );
+    for event in &observed.events {
+        println!("{EVENT_LINE_PREFIX}{event}");
+    }
+}
+
+#[test]
+fn same_seed_gives_same_event_log_and_a_difference_is_found_where_it_starts() {
+    let logged = || run_workload_on(SimRuntime::new(5).with_event_log());
+    let (first, second) = (logged(), logged());
+    assert_eq!(first.events.len() as u64, first.event_count);
+    assert_eq!(first.events, second.events);
+    assert_eq!(first_divergence(&first.events, &second.events), None);
+    // The log does not change the run.
+    assert_eq!(first.trace_hash, run_workload(5).trace_hash);
+
+    // A run that records one event more than the other parts ways exactly there.
+    let sim = SimRuntime::new(5).with_event_log();
+    let runtime = sim.clone();
+    sim.block_on(async move { runtime.record("extra", 1) });
+    let mut changed = sim.event_log();
+    let extra_at = changed
+        .iter()
+        .position(|event| event.contains("\"extra\""))
+        .expect("the extra event is logged");
+    let other = SimRuntime::new(5).with_event_log();
+    let runtime = other.clone();
+    other.block_on(async move { runtime.record("expected", 1) });
+    let expected = other.event_log();
+    let divergence = first_divergence(&changed, &expected).expect("the logs differ");
+    assert_eq!(divergence.index, extra_at);
+    assert!(
+        divergence.to_string().contains("\"extra\" = 1"),
+        "{divergence}"
+    );
+    // A log that stops early parts ways where it ends.
+    changed.truncate(extra_at);
+    let divergence = first_divergence(&changed, &expected).expect("one log is shorter");
+    assert_eq!(divergence.index, extra_at);
+    assert_eq!(divergence.left, None);
+    assert_eq!(divergence.right.as_ref(), expected.get(extra_at));
 }
 
 #[test]
@@ -159,33 +215,32 @@ fn same_seed_same_trace_in_fresh_processes() {
         eprintln!("skipped: the child test {CHILD_TEST} did not run in a child process");
         return;
     };
-    assert_eq!(
-        first, second,
-        "two fresh processes ran seed {seed} differently"
-    );
+    if first != second {
+        let (left, right) = (child_events(seed), child_events(seed));
+        let divergence = first_divergence(&left, &right).map_or_else(
+            || "the event logs agree".to_owned(),
+            |found| found.to_string(),
+        );
+        panic!("two fresh processes ran seed {seed} differently: {divergence}");
+    }
     assert_eq!(
         first,
         (local.trace_hash, local.event_count),
         "a fresh process and this one ran seed {seed} differently"
     );
+    // Event for event, too: the logs a fresh process prints are this process's.
+    let here = run_workload_on(SimRuntime::new(seed).with_event_log()).events;
+    let there = child_events(seed);
+    assert_eq!(here.len() as u64, local.event_count);
+    if let Some(divergence) = first_divergence(&here, &there) {
+        panic!("a fresh process and this one ran seed {seed} differently: {divergence}");
+    }
 }
 
 /// Runs this test binary again, only the child test, and reads the trace it prints. `None` when
 /// the harness filtered the child test out (it then reports "running 0 tests").
 fn child_trace(seed: u64) -> Option<(u64, u64)> {
-    let executable = std::env::current_exe().expect("the test binary knows its path");
-    let output = Command::new(executable)
-        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_SEED_VAR, seed.to_string())
-        .output()
-        .expect("the test binary can be started again");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "child process failed: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = child_output(seed, false);
     // The harness prints "test NAME ... " on the same line before the test's own output.
     let Some((_, line)) = stdout
         .lines()
@@ -202,4 +257,36 @@ fn child_trace(seed: u64) -> Option<(u64, u64)> {
         hash.parse().expect("a u64 hash"),
         count.parse().expect("a u64 count"),
     ))
+}
+
+/// The event log of `seed`'s run in a fresh process.
+fn child_events(seed: u64) -> Vec<String> {
+    child_output(seed, true)
+        .lines()
+        .filter_map(|line| line.split_once(EVENT_LINE_PREFIX))
+        .map(|(_, event)| event.to_owned())
+        .collect()
+}
+
+/// What the child test prints for `seed`, with its event log if `log`.
+fn child_output(seed: u64, log: bool) -> String {
+    let executable = std::env::current_exe().expect("the test binary knows its path");
+    let mut command = Command::new(executable);
+    command
+        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_SEED_VAR, seed.to_string());
+    if log {
+        command.env(CHILD_LOG_VAR, "1");
+    }
+    let output = command
+        .output()
+        .expect("the test binary can be started again");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "child process failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
