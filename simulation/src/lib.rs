@@ -11,7 +11,9 @@
 //!   seeds explore different interleavings; the same seed repeats one exactly.
 //! - **Time.** The clock is virtual. It starts at zero (the wall clock at
 //!   2023-11-14T22:13:20Z) and only moves when no task can run: it then jumps to the earliest
-//!   pending timer, so an hour-long sleep completes at once.
+//!   pending timer, so an hour-long sleep completes at once. Timers may fire late by a random
+//!   part of their duration, as an OS's do — how much the seed decides (none for half of the
+//!   seeds), or [`SimRuntime::with_timer_jitter`] — but never early.
 //! - **Randomness.** [`Runtime::random_u64`](damselfly_runtimes::Runtime::random_u64) draws from
 //!   its own stream, also derived from the seed, independent of scheduling.
 //! - **Blocking work** given to `spawn_blocking` / `run_blocking` runs inline, at the call.
@@ -33,7 +35,8 @@
 //! use damselfly_sim::SimRuntime;
 //!
 //! fn run(seed: u64) -> (Vec<&'static str>, u64) {
-//!     let sim = SimRuntime::new(seed);
+//!     // Timers fire on time (a seed may otherwise make them a little late, at random).
+//!     let sim = SimRuntime::new(seed).with_timer_jitter(0);
 //!     let runtime = sim.clone();
 //!     let order = sim.block_on(async move {
 //!         let (sender, receiver) = async_channel::unbounded();

@@ -60,6 +60,21 @@ impl SimRuntime {
         self.shared.lock().trace.log().to_vec()
     }
 
+    /// Makes timers fire late by up to `percent` percent of their duration, at random (0: on
+    /// time). Each seed draws a jitter of its own (none for half of the seeds, up to 5% or 25%
+    /// for the others); fix it with this for tests that check exact virtual times.
+    #[must_use]
+    pub fn with_timer_jitter(self, percent: u8) -> SimRuntime {
+        self.shared.lock().jitter.percent = percent;
+        self
+    }
+
+    /// The timer jitter, in percent of a sleep's duration.
+    #[must_use]
+    pub fn timer_jitter(&self) -> u8 {
+        self.shared.lock().jitter.percent
+    }
+
     /// The policy choosing which runnable task to poll next.
     #[must_use]
     pub fn policy(&self) -> SchedulePolicy {

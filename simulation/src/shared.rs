@@ -19,6 +19,8 @@ use crate::trace::{Event, Trace, nanos};
 const SCHEDULING_STREAM: u64 = 1;
 /// The stream number of the RNG behind `Runtime::random_u64`, mixed into the seed.
 const RANDOM_STREAM: u64 = 2;
+/// The stream number of the RNG behind timer jitter, mixed into the seed.
+const JITTER_STREAM: u64 = 3;
 
 /// The default virtual-time budget of one `block_on`.
 pub(crate) const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(60 * 60);
@@ -50,6 +52,34 @@ pub(crate) struct State {
     pub(crate) time_limit: Duration,
     /// Whether a `block_on` is driving the runtime right now.
     pub(crate) running: bool,
+    /// How late timers fire.
+    pub(crate) jitter: TimerJitter,
+}
+
+/// Timers fire late by a random part of their duration, up to `percent` percent, as an OS's
+/// timers do: sleeps started together do not always end in the order they were started.
+#[derive(Debug)]
+pub(crate) struct TimerJitter {
+    pub(crate) percent: u8,
+    rng: fastrand::Rng,
+}
+
+impl TimerJitter {
+    /// The jitter `seed` draws: none for half of the seeds, up to 5% or 25% for the others.
+    fn for_seed(seed: u64) -> Self {
+        let mut rng = fastrand::Rng::with_seed(derive_seed(seed, JITTER_STREAM));
+        let percent = [0, 0, 5, 25][rng.usize(0..4)];
+        Self { percent, rng }
+    }
+
+    /// How much later than `duration` a sleep of `duration` ends.
+    pub(crate) fn delay(&mut self, duration: Duration) -> Duration {
+        if self.percent == 0 {
+            return Duration::ZERO;
+        }
+        let most = nanos(duration).saturating_mul(u64::from(self.percent)) / 100;
+        Duration::from_nanos(self.rng.u64(0..=most))
+    }
 }
 
 impl Shared {
@@ -62,6 +92,7 @@ impl Shared {
             trace: Trace::new(),
             time_limit: DEFAULT_TIME_LIMIT,
             running: false,
+            jitter: TimerJitter::for_seed(seed),
         };
         Self {
             seed,

@@ -119,7 +119,8 @@ impl Future for Sleep {
         let mut state = shared.lock();
         match this.registration {
             None => {
-                let deadline = state.now.saturating_add(this.duration);
+                let late = state.jitter.delay(this.duration);
+                let deadline = state.now.saturating_add(this.duration).saturating_add(late);
                 let key = state.timers.insert(deadline, context.waker().clone());
                 this.registration = Some(key);
                 Poll::Pending

@@ -117,7 +117,7 @@ fn shutdown_drops_pending_tasks_and_their_runtime_handles() {
 
 #[test]
 fn shutdown_inside_block_on_spares_the_main_future() {
-    let sim = SimRuntime::new(9);
+    let sim = SimRuntime::new(9).with_timer_jitter(0);
     let dropped = Arc::new(AtomicBool::new(false));
     let guard = DropGuard(Arc::clone(&dropped));
     let runtime = sim.clone();

@@ -1,5 +1,6 @@
 //! Virtual time: it jumps to the next timer, timers fire in deadline order, cancelled sleeps do
-//! not move it, and the watchdog stops a run that would tick forever.
+//! not move it, jittered timers fire late but never early, and the watchdog stops a run that
+//! would tick forever.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,7 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 #[test]
 fn clocks_start_at_their_origins() {
-    let sim = SimRuntime::new(1);
+    let sim = SimRuntime::new(1).with_timer_jitter(0);
     assert_eq!(sim.now(), Instant::from_origin(Duration::ZERO));
     let origin = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     assert_eq!(sim.wall_clock(), origin);
@@ -32,7 +33,7 @@ fn clocks_start_at_their_origins() {
 
 #[test]
 fn an_hour_long_sleep_jumps_virtual_time() {
-    let sim = SimRuntime::new(2);
+    let sim = SimRuntime::new(2).with_timer_jitter(0);
     let runtime = sim.clone();
     let (before, after, wall_after) = sim.block_on(async move {
         let before = runtime.now();
@@ -47,7 +48,7 @@ fn an_hour_long_sleep_jumps_virtual_time() {
 
 #[test]
 fn a_zero_sleep_completes_without_moving_time() {
-    let sim = SimRuntime::new(3);
+    let sim = SimRuntime::new(3).with_timer_jitter(0);
     let runtime = sim.clone();
     let elapsed = sim.block_on(async move {
         runtime.sleep(Duration::ZERO).await;
@@ -59,7 +60,7 @@ fn a_zero_sleep_completes_without_moving_time() {
 #[test]
 fn timers_fire_in_deadline_order_at_their_deadlines() {
     for seed in 0..10 {
-        let sim = SimRuntime::new(seed);
+        let sim = SimRuntime::new(seed).with_timer_jitter(0);
         let fired = Arc::new(Mutex::new(Vec::new()));
         let runtime = sim.clone();
         let log = Arc::clone(&fired);
@@ -91,7 +92,7 @@ fn timers_fire_in_deadline_order_at_their_deadlines() {
 
 #[test]
 fn a_cancelled_sleep_does_not_move_time() {
-    let sim = SimRuntime::new(4);
+    let sim = SimRuntime::new(4).with_timer_jitter(0);
     let runtime = sim.clone();
     let elapsed = sim.block_on(async move {
         // `or` polls the sleep first (registering its timer), then finishes with the ready
@@ -105,7 +106,9 @@ fn a_cancelled_sleep_does_not_move_time() {
 
 #[test]
 fn the_watchdog_stops_a_task_that_ticks_forever() {
-    let sim = SimRuntime::new(5).with_time_limit(Duration::from_secs(60));
+    let sim = SimRuntime::new(5)
+        .with_timer_jitter(0)
+        .with_time_limit(Duration::from_secs(60));
     assert_eq!(sim.time_limit(), Duration::from_secs(60));
     let runtime = sim.clone();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -130,7 +133,7 @@ fn the_watchdog_stops_a_task_that_ticks_forever() {
 
 #[test]
 fn the_default_watchdog_allows_one_hour_per_block_on() {
-    let sim = SimRuntime::new(6);
+    let sim = SimRuntime::new(6).with_timer_jitter(0);
     let runtime = sim.clone();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         sim.block_on(async move {
@@ -148,4 +151,56 @@ fn the_default_watchdog_allows_one_hour_per_block_on() {
     let runtime = sim.clone();
     sim.block_on(async move { runtime.sleep(HOUR).await });
     assert_eq!(sim.now().since_origin(), last_tick + HOUR);
+}
+
+#[test]
+fn jittered_timers_fire_late_never_early_and_reorder_equal_sleeps() {
+    let mut reordered = false;
+    for seed in 0..40 {
+        let sim = SimRuntime::new(seed).with_timer_jitter(25);
+        assert_eq!(sim.timer_jitter(), 25);
+        let runtime = sim.clone();
+        let woke = sim.block_on(async move {
+            let handles: Vec<_> = (0..3u64)
+                .map(|sleeper| {
+                    let task_runtime = runtime.clone();
+                    runtime.spawn("sleeper", async move {
+                        task_runtime.sleep(Duration::from_millis(100)).await;
+                        (task_runtime.now().since_origin(), sleeper)
+                    })
+                })
+                .collect();
+            let mut woke = Vec::new();
+            for handle in handles {
+                woke.push(handle.await.expect("the sleeper finishes"));
+            }
+            woke
+        });
+        for &(at, _) in &woke {
+            assert!(
+                (Duration::from_millis(100)..=Duration::from_millis(125)).contains(&at),
+                "seed {seed}: woke at {at:?}"
+            );
+        }
+        let mut by_time = woke.clone();
+        by_time.sort();
+        reordered |= by_time.iter().map(|&(_, sleeper)| sleeper).ne(0..3);
+    }
+    assert!(
+        reordered,
+        "equal sleeps started in order always ended in order"
+    );
+}
+
+#[test]
+fn half_the_seeds_draw_no_jitter_and_the_others_some() {
+    let drawn: Vec<u8> = (0..400)
+        .map(|seed| SimRuntime::new(seed).timer_jitter())
+        .collect();
+    let none = drawn.iter().filter(|&&percent| percent == 0).count();
+    assert!(
+        (150..250).contains(&none),
+        "{none} of 400 seeds without jitter"
+    );
+    assert!(drawn.iter().all(|percent| [0, 5, 25].contains(percent)));
 }

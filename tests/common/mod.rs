@@ -64,13 +64,13 @@ where
 {
     let seed = sim_seed();
     let sim = SimRuntime::new(seed);
-    let policy = sim.policy();
+    let (policy, jitter) = (sim.policy(), sim.timer_jitter());
     let outcome = sim.block_on(test(Arc::new(sim.clone())));
     sim.shutdown();
     outcome.unwrap_or_else(|error| {
         panic!(
-            "on the simulator with seed {seed}, {policy:?} schedule (replay: \
-             DAMSELFLY_SEED={seed}): {error} ({error:?})"
+            "on the simulator with seed {seed}, {policy:?} schedule, timers up to {jitter}% late \
+             (replay: DAMSELFLY_SEED={seed}): {error} ({error:?})"
         )
     });
 }
