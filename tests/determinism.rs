@@ -1,5 +1,6 @@
 //! The same seed gives the same run: a whole database workload on the simulator — concurrent
-//! writers, readers, a close and a reopen — produces the same trace of events twice.
+//! writers, readers, a close and a reopen — produces the same trace of events twice, down to
+//! every message an actor handles and every storage call.
 
 mod common;
 
@@ -11,9 +12,15 @@ use damselfly_sim::SimRuntime;
 
 /// Runs the workload on a fresh simulator and returns its trace hash and what the reads saw.
 fn run(seed: u64) -> (u64, Vec<u64>) {
-    let sim = SimRuntime::new(seed);
+    let (hash, seen, _) = run_on(SimRuntime::new(seed));
+    (hash, seen)
+}
+
+/// [`run`] on `sim`, also returning its event log (empty unless `sim` keeps one).
+fn run_on(sim: SimRuntime) -> (u64, Vec<u64>, Vec<String>) {
+    let seed = sim.seed();
     let runtime: Rt = Arc::new(sim.clone());
-    let storage = Arc::new(sim.storage());
+    let storage = Arc::new(sim.traced_storage());
     let seen = sim.block_on(async move {
         let db = events_builder()
             .on_storage(storage.clone())
@@ -44,11 +51,12 @@ fn run(seed: u64) -> (u64, Vec<u64>) {
         db.close().await?;
         Ok::<_, damselfly::Error>(seen)
     });
-    let hash = sim.trace_hash();
+    let (hash, log) = (sim.trace_hash(), sim.event_log());
     sim.shutdown();
     (
         hash,
         seen.unwrap_or_else(|error| panic!("seed {seed}: {error}")),
+        log,
     )
 }
 
@@ -72,4 +80,22 @@ fn one_seed_replays_the_same_run() {
 fn different_seeds_explore_different_runs() {
     let hashes: std::collections::BTreeSet<u64> = (0..8).map(|seed| run(seed).0).collect();
     assert!(hashes.len() > 1, "eight seeds gave one schedule");
+}
+
+#[test]
+fn the_trace_holds_actor_messages_and_storage_calls() {
+    let (hash, _, log) = run_on(SimRuntime::new(sim_seed()).with_event_log());
+    assert_eq!(hash, run(sim_seed()).0, "keeping a log changes nothing");
+    for expected in [
+        "\"memtable\" = 1",
+        "\"wal-writer\" = 1",
+        "storage PutIfAbsent { path: \"TABLE\"",
+        "storage Append { path: \"wal/",
+    ] {
+        assert!(
+            log.iter().any(|event| event.contains(expected)),
+            "no event like {expected} in a log of {} events",
+            log.len()
+        );
+    }
 }

@@ -33,7 +33,7 @@ impl ReadCounter {
 
 impl StorageHook for ReadCounter {
     fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
-        if let StorageCall::Read { path } = call {
+        if let StorageCall::Read { path, .. } = call {
             let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
             *reads.entry(path.to_owned()).or_default() += 1;
         }

@@ -51,6 +51,13 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
 
     /// The next value of the runtime's seeded random source.
     fn random_u64(&self) -> u64;
+
+    /// Notes an event of the program — an actor handling its n-th message, for example — in the
+    /// runtime's trace, if it keeps one: the simulator folds it into its trace hash, so that two
+    /// runs of a seed are compared message by message. Does nothing by default.
+    fn trace(&self, label: &str, value: u64) {
+        let _ = (label, value);
+    }
 }
 
 /// A shared runtime is a runtime: `Arc<dyn Runtime>` can be passed wherever one is expected.
@@ -77,6 +84,10 @@ impl<R: Runtime + ?Sized> Runtime for std::sync::Arc<R> {
 
     fn random_u64(&self) -> u64 {
         (**self).random_u64()
+    }
+
+    fn trace(&self, label: &str, value: u64) {
+        (**self).trace(label, value);
     }
 }
 

@@ -20,7 +20,9 @@
 //!
 //! Every scheduling event is folded into a [trace hash](SimRuntime::trace_hash): two runs of the
 //! same program with the same seed end with the same hash and [event
-//! count](SimRuntime::event_count), in this process or another one (DESIGN.md invariant 9).
+//! count](SimRuntime::event_count), in this process or another one (DESIGN.md invariant 9). So
+//! is every message an engine actor handles (through `Runtime::trace`), and every call to the
+//! [traced storage](SimRuntime::traced_storage) with its offset, length and outcome.
 //!
 //! Runs that go wrong stop with a panic naming the seed and the pending tasks: a deadlock
 //! (nothing runnable, no timer set: "simulation is stuck"), and a runaway whose virtual time

@@ -2,10 +2,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use damselfly_runtimes::{BlockingJob, BoxFuture, Instant, MemoryStorage, Runtime};
+use damselfly_runtimes::{
+    BlockingJob, BoxFuture, HookedStorage, Instant, MemoryStorage, Runtime, StorageCall,
+    StorageError, StorageErrorKind, StorageHook,
+};
 
 use crate::executor;
 use crate::scheduler::SchedulePolicy;
@@ -73,6 +76,17 @@ impl SimRuntime {
     #[must_use]
     pub fn timer_jitter(&self) -> u8 {
         self.shared.lock().jitter.percent
+    }
+
+    /// The run's [storage](SimRuntime::storage), with every call — operation, path, offset,
+    /// length — and its outcome folded into the trace, so that two runs of a seed are compared
+    /// storage call by storage call.
+    #[must_use]
+    pub fn traced_storage(&self) -> HookedStorage {
+        let hook = TraceHook {
+            shared: Arc::downgrade(&self.shared),
+        };
+        HookedStorage::new(Arc::new(self.storage()), Arc::new(hook))
     }
 
     /// The policy choosing which runnable task to poll next.
@@ -236,5 +250,32 @@ impl Runtime for SimRuntime {
 
     fn random_u64(&self) -> u64 {
         self.shared.random.next_u64()
+    }
+
+    fn trace(&self, label: &str, value: u64) {
+        self.record(label, value);
+    }
+}
+
+/// Folds every call of a traced storage into its runtime's trace. Holds the runtime weakly: the
+/// storage lives in tasks the runtime owns.
+#[derive(Debug)]
+struct TraceHook {
+    shared: Weak<Shared>,
+}
+
+impl StorageHook for TraceHook {
+    fn before(&self, _call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn after(&self, call: StorageCall<'_>, outcome: Result<u64, StorageErrorKind>) {
+        if let Some(shared) = self.shared.upgrade() {
+            let (call, outcome) = (format!("{call:?}"), format!("{outcome:?}"));
+            shared.lock().trace.record(Event::Storage {
+                call: &call,
+                outcome: &outcome,
+            });
+        }
     }
 }

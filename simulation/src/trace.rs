@@ -30,8 +30,12 @@ pub(crate) enum Event<'a> {
     TimeAdvanced { now_nanos: u64 },
     /// A timer was due and woke its task.
     TimerFired { deadline_nanos: u64, sequence: u64 },
-    /// An application event, from [`SimRuntime::record`](crate::SimRuntime::record).
+    /// An application event, from [`SimRuntime::record`](crate::SimRuntime::record) or
+    /// `Runtime::trace` (every message an engine actor handles).
     Application { label: &'a str, value: u64 },
+    /// A call to [traced storage](crate::SimRuntime::traced_storage) — operation, path, offset
+    /// and length — and its outcome.
+    Storage { call: &'a str, outcome: &'a str },
 }
 
 impl std::fmt::Display for Event<'_> {
@@ -54,6 +58,7 @@ impl std::fmt::Display for Event<'_> {
                 "timer {sequence} fired (deadline {deadline_nanos} ns)"
             ),
             Event::Application { label, value } => write!(formatter, "{label:?} = {value}"),
+            Event::Storage { call, outcome } => write!(formatter, "storage {call} -> {outcome}"),
         }
     }
 }
@@ -122,6 +127,11 @@ impl Trace {
                 self.mix_bytes(&[7]);
                 self.mix_str(label);
                 self.mix_u64(value);
+            }
+            Event::Storage { call, outcome } => {
+                self.mix_bytes(&[8]);
+                self.mix_str(call);
+                self.mix_str(outcome);
             }
         }
     }

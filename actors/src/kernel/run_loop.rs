@@ -140,6 +140,8 @@ async fn run<A: Actor>(
         .instrument(tracing::trace_span!("actor.start", actor = A::NAME))
         .await?;
     let mut requests_ended = false;
+    // Messages handled so far, noted in the runtime's trace one by one.
+    let mut delivered: u64 = 0;
     loop {
         if lifecycle.failure().is_some() {
             return Ok(());
@@ -164,6 +166,8 @@ async fn run<A: Actor>(
                 let mut next = Some(first);
                 let mut handled = 0;
                 while let Some(message) = next.take() {
+                    delivered += 1;
+                    clock.trace(A::NAME, delivered);
                     actor
                         .handle(message)
                         .instrument(tracing::trace_span!("actor.handle", actor = A::NAME))

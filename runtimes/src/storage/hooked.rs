@@ -4,6 +4,7 @@
 //! writes, a sync held until the test releases it, a backend that claims no durable appends —
 //! without writing a storage of their own. The hook sees each call before the inner storage does;
 //! if it returns an error, that error is the call's result and the inner storage is not touched.
+//! It then sees the call's outcome ([`StorageHook::after`]), for example to trace it.
 
 use std::fmt;
 use std::ops::Range;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Appender, Durability, FileInfo, PutOutcome, Storage, StorageError};
+use super::{Appender, Durability, FileInfo, PutOutcome, Storage, StorageError, StorageErrorKind};
 use crate::runtime::BoxFuture;
 
 /// A storage call, as a [`StorageHook`] sees it.
@@ -61,6 +62,8 @@ pub enum StorageCall<'a> {
     Read {
         /// The file.
         path: &'a str,
+        /// The byte range `(start, end)` read, or `None` for the whole file.
+        range: Option<(u64, u64)>,
     },
     /// [`Storage::size`].
     Size {
@@ -85,9 +88,36 @@ pub trait StorageHook: Send + Sync + fmt::Debug + 'static {
     /// future may wait, to hold the call back.
     fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>>;
 
+    /// Called with a call's outcome once the inner storage answered (not when
+    /// [`StorageHook::before`] failed it): on success a number — the bytes read, the size found,
+    /// the entries listed, 1 when `put_if_absent` created the file and 0 when it existed, 0 for
+    /// the other calls — or the kind of the error. Does nothing by default.
+    fn after(&self, call: StorageCall<'_>, outcome: Result<u64, StorageErrorKind>) {
+        let _ = (call, outcome);
+    }
+
     /// Whether the hooked storage claims durable appends; by default what the inner one says.
     fn supports_durable_append(&self, inner: bool) -> bool {
         inner
+    }
+}
+
+impl HookedStorage {
+    /// Runs `call` through the hook: `before`, then `run` on the inner storage, then `after` with
+    /// the outcome `measure` makes of its result.
+    async fn hooked<T>(
+        hook: &dyn StorageHook,
+        call: StorageCall<'_>,
+        run: impl Future<Output = Result<T, StorageError>>,
+        measure: impl FnOnce(&T) -> u64,
+    ) -> Result<T, StorageError> {
+        hook.before(call).await?;
+        let result = run.await;
+        hook.after(
+            call,
+            result.as_ref().map(measure).map_err(|error| error.kind),
+        );
+        result
     }
 }
 
@@ -120,8 +150,9 @@ impl Storage for HookedStorage {
         path: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Appender>, StorageError>> {
         Box::pin(async move {
-            self.hook.before(StorageCall::Create { path }).await?;
-            let inner = self.inner.create(path).await?;
+            let call = StorageCall::Create { path };
+            let inner =
+                Self::hooked(self.hook.as_ref(), call, self.inner.create(path), |_| 0).await?;
             Ok(Box::new(HookedAppender {
                 inner,
                 hook: Arc::clone(&self.hook),
@@ -132,9 +163,11 @@ impl Storage for HookedStorage {
 
     fn put<'a>(&'a self, path: &'a str, data: Bytes) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let len = data.len();
-            self.hook.before(StorageCall::Put { path, len }).await?;
-            self.inner.put(path, data).await
+            let call = StorageCall::Put {
+                path,
+                len: data.len(),
+            };
+            Self::hooked(self.hook.as_ref(), call, self.inner.put(path, data), |_| 0).await
         })
     }
 
@@ -144,18 +177,22 @@ impl Storage for HookedStorage {
         data: Bytes,
     ) -> BoxFuture<'a, Result<PutOutcome, StorageError>> {
         Box::pin(async move {
-            let len = data.len();
-            self.hook
-                .before(StorageCall::PutIfAbsent { path, len })
-                .await?;
-            self.inner.put_if_absent(path, data).await
+            let call = StorageCall::PutIfAbsent {
+                path,
+                len: data.len(),
+            };
+            let put = self.inner.put_if_absent(path, data);
+            Self::hooked(self.hook.as_ref(), call, put, |outcome| {
+                u64::from(*outcome == PutOutcome::Created)
+            })
+            .await
         })
     }
 
     fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Bytes, StorageError>> {
         Box::pin(async move {
-            self.hook.before(StorageCall::Read { path }).await?;
-            self.inner.read(path).await
+            let call = StorageCall::Read { path, range: None };
+            Self::hooked(self.hook.as_ref(), call, self.inner.read(path), byte_count).await
         })
     }
 
@@ -165,29 +202,39 @@ impl Storage for HookedStorage {
         range: Range<u64>,
     ) -> BoxFuture<'a, Result<Bytes, StorageError>> {
         Box::pin(async move {
-            self.hook.before(StorageCall::Read { path }).await?;
-            self.inner.read_range(path, range).await
+            let call = StorageCall::Read {
+                path,
+                range: Some((range.start, range.end)),
+            };
+            let read = self.inner.read_range(path, range);
+            Self::hooked(self.hook.as_ref(), call, read, byte_count).await
         })
     }
 
     fn size<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<u64, StorageError>> {
         Box::pin(async move {
-            self.hook.before(StorageCall::Size { path }).await?;
-            self.inner.size(path).await
+            let call = StorageCall::Size { path };
+            Self::hooked(self.hook.as_ref(), call, self.inner.size(path), |&size| {
+                size
+            })
+            .await
         })
     }
 
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<FileInfo>, StorageError>> {
         Box::pin(async move {
-            self.hook.before(StorageCall::List { dir }).await?;
-            self.inner.list(dir).await
+            let call = StorageCall::List { dir };
+            Self::hooked(self.hook.as_ref(), call, self.inner.list(dir), |files| {
+                files.len() as u64
+            })
+            .await
         })
     }
 
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            self.hook.before(StorageCall::Delete { path }).await?;
-            self.inner.delete(path).await
+            let call = StorageCall::Delete { path };
+            Self::hooked(self.hook.as_ref(), call, self.inner.delete(path), |_| 0).await
         })
     }
 }
@@ -211,8 +258,8 @@ impl Appender for HookedAppender {
                 len: data.len(),
                 durability,
             };
-            self.hook.before(call).await?;
-            self.inner.append(data, durability).await
+            let append = self.inner.append(data, durability);
+            HookedStorage::hooked(self.hook.as_ref(), call, append, |_| 0).await
         })
     }
 
@@ -222,8 +269,8 @@ impl Appender for HookedAppender {
                 path: &self.path,
                 len,
             };
-            self.hook.before(call).await?;
-            self.inner.preallocate(len).await
+            let preallocate = self.inner.preallocate(len);
+            HookedStorage::hooked(self.hook.as_ref(), call, preallocate, |_| 0).await
         })
     }
 
@@ -233,10 +280,12 @@ impl Appender for HookedAppender {
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<(), StorageError>> {
         Box::pin(async move {
-            self.hook
-                .before(StorageCall::Close { path: &self.path })
-                .await?;
-            self.inner.close().await
+            let call = StorageCall::Close { path: &self.path };
+            HookedStorage::hooked(self.hook.as_ref(), call, self.inner.close(), |_| 0).await
         })
     }
+}
+
+fn byte_count(bytes: &Bytes) -> u64 {
+    bytes.len() as u64
 }

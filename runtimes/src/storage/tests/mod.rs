@@ -122,6 +122,54 @@ impl super::StorageHook for PassThrough {
     }
 }
 
+/// A hook that writes down every call with its outcome.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl super::StorageHook for Recorder {
+    fn before(
+        &self,
+        _call: super::StorageCall<'_>,
+    ) -> BoxFuture<'static, Result<(), super::StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn after(&self, call: super::StorageCall<'_>, outcome: Result<u64, super::StorageErrorKind>) {
+        let line = format!("{call:?} -> {outcome:?}");
+        self.0.lock().expect("the log").push(line);
+    }
+}
+
+#[test]
+fn a_hook_sees_every_outcome() {
+    let recorder = Arc::new(Recorder::default());
+    let storage = super::HookedStorage::new(Arc::new(MemoryStorage::new()), recorder.clone());
+    futures_lite::future::block_on(async {
+        let hello = bytes::Bytes::from_static(b"hello");
+        for _ in 0..2 {
+            let _ = storage.put_if_absent("d/a", hello.clone()).await;
+        }
+        let _ = storage.read_range("d/a", 1..3).await;
+        let _ = storage.read("d/missing").await;
+        let _ = storage.size("d/a").await;
+        let _ = storage.list("d").await;
+        let _ = storage.delete("d/a").await;
+    });
+    let log = recorder.0.lock().expect("the log").clone();
+    assert_eq!(
+        log,
+        [
+            r#"PutIfAbsent { path: "d/a", len: 5 } -> Ok(1)"#,
+            r#"PutIfAbsent { path: "d/a", len: 5 } -> Ok(0)"#,
+            r#"Read { path: "d/a", range: Some((1, 3)) } -> Ok(2)"#,
+            r#"Read { path: "d/missing", range: None } -> Err(NotFound)"#,
+            r#"Size { path: "d/a" } -> Ok(5)"#,
+            r#"List { dir: "d" } -> Ok(1)"#,
+            r#"Delete { path: "d/a" } -> Ok(0)"#,
+        ]
+    );
+}
+
 fn hooked_memory(case: Case) {
     let storage = super::HookedStorage::new(Arc::new(MemoryStorage::new()), Arc::new(PassThrough));
     futures_lite::future::block_on(case(&storage));
