@@ -16,7 +16,7 @@ mod tokio_runtime;
 
 pub use runtime::{
     BlockingJob, BlockingResult, BoxFuture, Instant, JoinHandle, Runtime, RuntimeExt, SeededRandom,
-    TaskError,
+    TaskError, panic_message,
 };
 #[cfg(feature = "smol")]
 pub use smol_runtime::SmolRuntime;

@@ -5,20 +5,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use damselfly_runtimes::{Runtime, RuntimeExt, TaskError};
+use damselfly_runtimes::{Runtime, RuntimeExt, TaskError, panic_message};
 use damselfly_sim::SimRuntime;
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_deadlock_panics_as_stuck_naming_the_tasks_and_seed() {
@@ -34,7 +22,7 @@ fn a_deadlock_panics_as_stuck_naming_the_tasks_and_seed() {
             waiter.await
         })
     }));
-    let message = panic_text(outcome.expect_err("a deadlock must panic").as_ref());
+    let message = panic_message(outcome.expect_err("a deadlock must panic").as_ref());
     assert!(message.contains("stuck"), "{message}");
     assert!(message.contains("deadlock"), "{message}");
     assert!(message.contains("waiter-on-silent-channel"), "{message}");
@@ -77,7 +65,7 @@ fn a_raw_task_panic_propagates_out_of_block_on() {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         sim.block_on(async move { runtime.sleep(Duration::from_secs(1)).await })
     }));
-    let message = panic_text(outcome.expect_err("the panic must propagate").as_ref());
+    let message = panic_message(outcome.expect_err("the panic must propagate").as_ref());
     assert!(message.contains("raw kaboom"), "{message}");
     assert_eq!(sim.task_count(), 0, "the panicked task is forgotten");
     // The runtime is still usable.
@@ -95,7 +83,7 @@ fn a_panic_in_the_main_future_propagates_and_leaves_the_runtime_usable() {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         sim.block_on(async { panic!("main kaboom") });
     }));
-    let message = panic_text(outcome.expect_err("the panic must propagate").as_ref());
+    let message = panic_message(outcome.expect_err("the panic must propagate").as_ref());
     assert!(message.contains("main kaboom"), "{message}");
     assert_eq!(sim.block_on(async { 3 }), 3);
 }
@@ -124,7 +112,7 @@ fn block_on_inside_the_main_future_panics() {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         sim.block_on(async move { runtime.block_on(async {}) });
     }));
-    let message = panic_text(outcome.expect_err("re-entry must panic").as_ref());
+    let message = panic_message(outcome.expect_err("re-entry must panic").as_ref());
     assert!(message.contains("already running"), "{message}");
     assert_eq!(sim.block_on(async { 4 }), 4);
 }

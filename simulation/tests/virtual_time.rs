@@ -6,22 +6,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use damselfly_runtimes::{Instant, Runtime, RuntimeExt};
+use damselfly_runtimes::{Instant, Runtime, RuntimeExt, panic_message};
 use damselfly_sim::SimRuntime;
 
 const HOUR: Duration = Duration::from_secs(60 * 60);
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| {
-            payload
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn clocks_start_at_their_origins() {
@@ -122,7 +110,7 @@ fn the_watchdog_stops_a_task_that_ticks_forever() {
             handle.await
         })
     }));
-    let message = panic_text(outcome.expect_err("the watchdog must fire").as_ref());
+    let message = panic_message(outcome.expect_err("the watchdog must fire").as_ref());
     assert!(message.contains("watchdog"), "{message}");
     assert!(message.contains("forever-ticker"), "{message}");
     assert!(message.contains("main"), "{message}");
@@ -142,7 +130,7 @@ fn the_default_watchdog_allows_one_hour_per_block_on() {
             }
         })
     }));
-    let message = panic_text(outcome.expect_err("the watchdog must fire").as_ref());
+    let message = panic_message(outcome.expect_err("the watchdog must fire").as_ref());
     assert!(message.contains("watchdog"), "{message}");
     // The last tick at or before one hour ran; the next one would pass the limit.
     let last_tick = Duration::from_secs(3600 / 7 * 7);

@@ -112,14 +112,9 @@ pub struct ActorPanicked {
 
 impl From<Box<dyn std::any::Any + Send>> for ActorPanicked {
     fn from(payload: Box<dyn std::any::Any + Send>) -> Self {
-        let message = if let Some(message) = payload.downcast_ref::<&str>() {
-            (*message).to_owned()
-        } else if let Some(message) = payload.downcast_ref::<String>() {
-            message.clone()
-        } else {
-            "non-string panic payload".to_owned()
-        };
-        Self { message }
+        Self {
+            message: damselfly_runtimes::panic_message(payload.as_ref()),
+        }
     }
 }
 

@@ -53,10 +53,10 @@ impl PreparedWrite {
         batch: &RecordBatch,
         deletes: Option<&[bool]>,
     ) -> Result<Self, PrepareError> {
-        let batch = own_buffers(table.conform(batch)?)?;
+        let batch = table.conform(batch)?;
         let deletes = deletes_buffer(batch.num_rows(), deletes)?;
-        let wal_body = record::encode_body(&batch, deletes.as_ref())?;
         let rows = KeyedRows::new(table, batch, deletes)?;
+        let wal_body = record::encode_body(&rows.batch, rows.deletes.as_ref())?;
         Ok(Self { rows, wal_body })
     }
 
@@ -75,18 +75,19 @@ impl KeyedRows {
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,
     ) -> Result<Self, SchemaError> {
-        Self::new(table, own_buffers(batch)?, deletes)
+        Self::new(table, batch, deletes)
     }
 
+    /// `batch` with buffers of its own (see `own_buffers`), its keys and what it costs.
     fn new(
         table: &TableSchema,
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,
     ) -> Result<Self, SchemaError> {
+        let (batch, batch_bytes) = own_buffers(batch)?;
         let keys = table.batch_key_bytes(&batch)?;
         let key_bytes: usize = keys.iter().map(KeyBytes::heap_bytes).sum();
-        let memory_bytes =
-            batch.get_array_memory_size() + key_bytes + keys.len() * INDEX_ENTRY_BYTES;
+        let memory_bytes = batch_bytes + key_bytes + keys.len() * INDEX_ENTRY_BYTES;
         Ok(Self {
             batch,
             keys,
@@ -101,18 +102,21 @@ impl KeyedRows {
 /// A slice shares its parent's buffers. Kept as it is, it would pin the whole parent in the
 /// memtable and be charged for all of it: ingesting a large batch a slice at a time would fill
 /// the memory budget after a few slices. Copying costs one pass over the rows, and only batches
-/// holding more than twice (plus a page) the memory their rows need pay it.
-fn own_buffers(batch: RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+/// holding more than twice (plus a page) the memory their rows need pay it. Returns the batch
+/// with the memory it holds.
+fn own_buffers(batch: RecordBatch) -> Result<(RecordBatch, usize), arrow_schema::ArrowError> {
     let held = batch.get_array_memory_size();
     let mut needed = 0;
     for column in batch.columns() {
         needed += column.to_data().get_slice_memory_size()?;
     }
     if held <= 2 * needed + 4096 {
-        return Ok(batch);
+        return Ok((batch, held));
     }
     let all_rows = arrow_array::UInt64Array::from_iter_values(0..batch.num_rows() as u64);
-    arrow_select::take::take_record_batch(&batch, &all_rows)
+    let owned = arrow_select::take::take_record_batch(&batch, &all_rows)?;
+    let owned_bytes = owned.get_array_memory_size();
+    Ok((owned, owned_bytes))
 }
 
 /// The delete flags as a bitmap, or `None` when no row deletes.
