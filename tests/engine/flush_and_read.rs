@@ -2,11 +2,9 @@
 //! same before and after: point lookups and scans across memtables and SSTs, upserts and deletes
 //! whose versions live in different places, and reopening, which replays nothing flushed.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::Key;
 use damselfly::storage::{MemoryStorage, Storage};
 

@@ -1,9 +1,7 @@
 //! A snapshot returns the same rows for its whole life while upserts, deletes and new keys
 //! arrive; reads through the database see the new state.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use damselfly::Key;
 
 runtime_test!(

@@ -2,11 +2,9 @@
 //! write-ahead log writes one object per group commit with put-if-absent, and reopening replays
 //! them in order.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::ErrorKind;
 use fusio::impls::mem::fs::InMemoryFs;
 

@@ -88,21 +88,21 @@ macro_rules! runtime_test {
             use super::*;
 
             $(#[$meta])*
-            async fn body($runtime: common::Rt) -> Result<(), damselfly::Error> $body
+            async fn body($runtime: $crate::common::Rt) -> Result<(), damselfly::Error> $body
 
             #[test]
             fn tokio() {
-                common::run_on_tokio(body);
+                $crate::common::run_on_tokio(body);
             }
 
             #[test]
             fn smol() {
-                common::run_on_smol(body);
+                $crate::common::run_on_smol(body);
             }
 
             #[test]
             fn sim() {
-                common::run_on_sim(body);
+                $crate::common::run_on_sim(body);
             }
         }
     };

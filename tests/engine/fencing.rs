@@ -2,11 +2,9 @@
 //! next flush (or WAL segment), fails with `ErrorKind::Closed` saying it was fenced, and nothing
 //! it wrote after the second writer opened ever becomes visible.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::ErrorKind;
 use damselfly::storage::MemoryStorage;
 

@@ -6,11 +6,9 @@
 //! The operations come from the simulator's seed (`DAMSELFLY_SEED`, printed on failure), on
 //! every runtime.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 use damselfly::{Db, Error, Expr, Key, Timestamp};
 
 /// The table as the model sees it: id → score.

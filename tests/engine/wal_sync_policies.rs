@@ -2,12 +2,10 @@
 //! power loss loses none under `Always`, and under the interval policies loses at most a suffix
 //! of whole commits — never a part of one, never one before a survivor.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use damselfly::WalSyncPolicy;
 use damselfly::runtime::Runtime;
 use damselfly::storage::MemoryStorage;

@@ -3,12 +3,10 @@
 //! point lookup that asks the bloom filters before reading a block. Counted at the storage: the
 //! reads each query makes of each SST file.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use common::*;
+use crate::common::*;
 use damselfly::runtime::BoxFuture;
 use damselfly::storage::{HookedStorage, MemoryStorage, StorageCall, StorageError, StorageHook};
 use damselfly::{Db, Expr, Key};

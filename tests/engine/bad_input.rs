@@ -1,11 +1,9 @@
 //! Bad input gets `ErrorKind::InvalidInput` with a message that names the problem, and nothing
 //! already stored is lost or changed.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
 use damselfly::arrow_schema::{DataType, Field, Schema};
 use damselfly::storage::MemoryStorage;

@@ -1,9 +1,7 @@
 //! Rows written with `ingest` are read back by `get` and `scan`: upserts replace, deletes hide,
 //! the last row of a key in one batch wins, and scans come back in key order.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use damselfly::{Key, Timestamp};
 
 runtime_test!(

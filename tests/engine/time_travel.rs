@@ -2,11 +2,9 @@
 //! the commits at or before it — from memtables and from SSTs alike, after reopening too — and
 //! the retention says how far back that reaches, with a clear error beyond.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::storage::MemoryStorage;
 use damselfly::{ErrorKind, Key, Timestamp};
 

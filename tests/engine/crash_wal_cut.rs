@@ -3,11 +3,9 @@
 //! part of a commit, never a commit after a missing one. The reopened database must also accept
 //! new writes and reopen again.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::storage::{MemoryStorage, Storage};
 use damselfly_actors::wal::frame::{self, FrameRead};
 

@@ -6,12 +6,10 @@
 //! flush, one more commit and a clean close complete without reaching it: unsynced data is lost
 //! and the old instance can write nothing more.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use common::*;
+use crate::common::*;
 use damselfly::runtime::BoxFuture;
 use damselfly::storage::{
     HookedStorage, MemoryStorage, StorageCall, StorageError, StorageErrorKind, StorageHook,

@@ -3,12 +3,10 @@
 //! fails after the stall timeout with an error that says why, leaving everything already stored
 //! intact. When flushing catches up, writers go on.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use damselfly::ErrorKind;
 use damselfly::runtime::BoxFuture;
 use damselfly::storage::{HookedStorage, MemoryStorage, StorageCall, StorageError, StorageHook};

@@ -2,11 +2,9 @@
 //! the middle of the log makes opening fail with `ErrorKind::Corruption` naming the segment and
 //! offset — and opening changes nothing, so the data can still be rescued.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::ErrorKind;
 use damselfly::storage::{MemoryStorage, Storage};
 use damselfly_actors::wal::frame::{self, FrameRead};

@@ -9,11 +9,9 @@
 // The test runs Python and writes its expected rows to a file.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use damselfly::runtime::TokioRuntime;
 
 fn python() -> Option<String> {
@@ -80,10 +78,7 @@ fn duckdb_and_pyarrow_read_the_ssts_and_an_export() {
         .map(|(id, score)| format!("{id} {score}"))
         .collect();
     std::fs::write(&expected_file, lines.join("\n")).expect("the expected rows are written");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/read_database.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/engine/read_database.py");
     let output = Command::new(python)
         .arg(script)
         .arg(folder.path())

@@ -2,11 +2,9 @@
 //! without closing, after a power loss (with the default `Always` policy), and after several
 //! restarts in a row, each of which continues the log.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::storage::MemoryStorage;
 
 runtime_test!(

@@ -2,9 +2,7 @@
 //! a filter is applied to the newest visible version of each key only, so an older version that
 //! matches can never stand in for a newer one that does not.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use damselfly::{Expr, Value};
 use futures_lite::StreamExt;
 

@@ -2,11 +2,9 @@
 //! keys order lexicographically; value columns of any type, nested ones included, round-trip
 //! through the write-ahead log.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::arrow_array::builder::{Int64Builder, ListBuilder, StringBuilder, StructBuilder};
 use damselfly::arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, FixedSizeBinaryArray,

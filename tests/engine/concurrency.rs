@@ -1,11 +1,9 @@
 //! Many tasks write and read at once. Every commit is all-or-nothing for every reader, every
 //! acknowledged commit is visible once acknowledged, and commit timestamps are unique.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use damselfly::runtime::RuntimeExt;
 
 const WRITERS: u64 = 8;

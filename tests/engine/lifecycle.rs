@@ -2,12 +2,10 @@
 //! (here: the storage breaks under the WAL) every caller gets `Closed` carrying the cause —
 //! nobody hangs — and `close` reports the failure.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::*;
+use crate::common::*;
 use damselfly::runtime::{BoxFuture, RuntimeExt};
 use damselfly::storage::{
     HookedStorage, MemoryStorage, StorageCall, StorageError, StorageErrorKind, StorageHook,

@@ -2,11 +2,9 @@
 //! writers, readers, a close and a reopen — produces the same trace of events twice, down to
 //! every message an actor handles and every storage call.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use damselfly::runtime::RuntimeExt;
 use damselfly_sim::SimRuntime;
 
