@@ -269,7 +269,11 @@ impl StorageHook for TraceHook {
         Box::pin(async { Ok(()) })
     }
 
-    fn after(&self, call: StorageCall<'_>, outcome: Result<u64, StorageErrorKind>) {
+    fn after(
+        &self,
+        call: StorageCall<'_>,
+        outcome: Result<u64, StorageErrorKind>,
+    ) -> Result<(), StorageError> {
         if let Some(shared) = self.shared.upgrade() {
             let (call, outcome) = (format!("{call:?}"), format!("{outcome:?}"));
             shared.lock().trace.record(Event::Storage {
@@ -277,5 +281,6 @@ impl StorageHook for TraceHook {
                 outcome: &outcome,
             });
         }
+        Ok(())
     }
 }

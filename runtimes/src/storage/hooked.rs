@@ -4,7 +4,9 @@
 //! writes, a sync held until the test releases it, a backend that claims no durable appends —
 //! without writing a storage of their own. The hook sees each call before the inner storage does;
 //! if it returns an error, that error is the call's result and the inner storage is not touched.
-//! It then sees the call's outcome ([`StorageHook::after`]), for example to trace it.
+//! It then sees the call's outcome ([`StorageHook::after`]), for example to trace it, and may
+//! still fail the call — after it took effect, as a timed-out request to an object store may
+//! have.
 
 use std::fmt;
 use std::ops::Range;
@@ -91,9 +93,16 @@ pub trait StorageHook: Send + Sync + fmt::Debug + 'static {
     /// Called with a call's outcome once the inner storage answered (not when
     /// [`StorageHook::before`] failed it): on success a number — the bytes read, the size found,
     /// the entries listed, 1 when `put_if_absent` created the file and 0 when it existed, 0 for
-    /// the other calls — or the kind of the error. Does nothing by default.
-    fn after(&self, call: StorageCall<'_>, outcome: Result<u64, StorageErrorKind>) {
+    /// the other calls — or the kind of the error. An error returned here replaces the call's
+    /// result although the call took effect ("applied, but reported as failed"). Lets every
+    /// outcome through by default.
+    fn after(
+        &self,
+        call: StorageCall<'_>,
+        outcome: Result<u64, StorageErrorKind>,
+    ) -> Result<(), StorageError> {
         let _ = (call, outcome);
+        Ok(())
     }
 
     /// Whether the hooked storage claims durable appends; by default what the inner one says.
@@ -104,7 +113,7 @@ pub trait StorageHook: Send + Sync + fmt::Debug + 'static {
 
 impl HookedStorage {
     /// Runs `call` through the hook: `before`, then `run` on the inner storage, then `after` with
-    /// the outcome `measure` makes of its result.
+    /// the outcome `measure` makes of its result; an error from `after` replaces the result.
     async fn hooked<T>(
         hook: &dyn StorageHook,
         call: StorageCall<'_>,
@@ -116,7 +125,7 @@ impl HookedStorage {
         hook.after(
             call,
             result.as_ref().map(measure).map_err(|error| error.kind),
-        );
+        )?;
         result
     }
 }

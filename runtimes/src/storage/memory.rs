@@ -55,6 +55,28 @@ struct MemoryFile {
     incarnation: u64,
 }
 
+/// A file that was not wholly durable when the power went out, as
+/// [`MemoryStorage::simulate_power_loss_with`] offers it.
+#[derive(Debug, Clone, Copy)]
+pub struct UnsyncedFile<'a> {
+    /// The file's path.
+    pub path: &'a str,
+    /// Everything written to it, durable or not.
+    pub bytes: &'a [u8],
+    /// How many leading bytes are durable; `None` while the file's existence is not durable.
+    pub durable_len: Option<u64>,
+}
+
+/// What a power loss leaves of an [`UnsyncedFile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterPowerLoss {
+    /// The unsynced bytes are lost; so is the file itself if its existence was not durable.
+    Vanished,
+    /// The file survives with its durable bytes followed by these (its unsynced bytes kept, a
+    /// part of them, or garbage).
+    Tail(Vec<u8>),
+}
+
 impl fmt::Debug for MemoryStorage {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
@@ -76,13 +98,43 @@ impl MemoryStorage {
     /// was never made durable disappear, and every [`Appender`] created before this call fails
     /// all later calls with [`StorageErrorKind::Io`].
     pub fn simulate_power_loss(&self) {
+        self.simulate_power_loss_with(|_| AfterPowerLoss::Vanished);
+    }
+
+    /// Simulates a power loss in which `fate` decides what becomes of each file that was not
+    /// wholly durable: its unsynced bytes may be lost, kept, or replaced (a torn write leaves a
+    /// part of them, or garbage); a file whose existence was never made durable may vanish.
+    /// Durable bytes always survive. Files are offered in path order. Afterwards every file is
+    /// durable as it stands, and every [`Appender`] created before this call fails all later
+    /// calls with [`StorageErrorKind::Io`].
+    pub fn simulate_power_loss_with(
+        &self,
+        mut fate: impl FnMut(UnsyncedFile<'_>) -> AfterPowerLoss,
+    ) {
         let mut state = self.lock();
-        state.files.retain(|_, file| match file.durable_len {
-            Some(durable_len) => {
-                file.bytes.truncate(to_index(durable_len));
-                true
+        state.files.retain(|path, file| {
+            let durable_len = file.durable_len.map(to_index);
+            if durable_len == Some(file.bytes.len()) {
+                return true;
             }
-            None => false,
+            let unsynced = UnsyncedFile {
+                path,
+                bytes: &file.bytes,
+                durable_len: file.durable_len,
+            };
+            match (fate(unsynced), durable_len) {
+                (AfterPowerLoss::Vanished, None) => false,
+                (AfterPowerLoss::Vanished, Some(durable_len)) => {
+                    file.bytes.truncate(durable_len);
+                    true
+                }
+                (AfterPowerLoss::Tail(tail), durable_len) => {
+                    file.bytes.truncate(durable_len.unwrap_or(0));
+                    file.bytes.extend_from_slice(&tail);
+                    file.durable_len = Some(len_u64(&file.bytes));
+                    true
+                }
+            }
         });
         state.generation += 1;
     }

@@ -34,7 +34,7 @@ use bytes::Bytes;
 pub use self::fusio::FusioStorage;
 pub use self::hooked::{HookedStorage, StorageCall, StorageHook};
 pub use self::local::LocalDiskStorage;
-pub use self::memory::MemoryStorage;
+pub use self::memory::{AfterPowerLoss, MemoryStorage, UnsyncedFile};
 use crate::runtime::BoxFuture;
 
 /// How durable an [`Appender::append`] must be when it returns.

@@ -4,7 +4,9 @@ use bytes::Bytes;
 use futures_lite::future::block_on;
 
 use super::conformance::{kind_of, put, read};
-use crate::storage::{Appender, Durability, MemoryStorage, Storage, StorageErrorKind};
+use crate::storage::{
+    AfterPowerLoss, Appender, Durability, MemoryStorage, Storage, StorageErrorKind,
+};
 
 async fn append(appender: &mut Box<dyn Appender>, data: &'static [u8], durability: Durability) {
     let appended = appender.append(Bytes::from_static(data), durability).await;
@@ -38,6 +40,55 @@ fn power_loss_removes_a_file_that_was_never_synced() {
             StorageErrorKind::NotFound
         );
         assert_eq!(storage.paths(), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn a_power_loss_can_keep_tear_or_lose_each_unsynced_tail() {
+    let storage = MemoryStorage::new();
+    block_on(async {
+        for path in ["a/kept", "a/torn", "a/lost", "a/new"] {
+            let mut appender = storage.create(path).await.expect("create");
+            if path != "a/new" {
+                append(&mut appender, b"durable|", Durability::Synced).await;
+            }
+            append(&mut appender, b"unsynced", Durability::Buffered).await;
+        }
+        storage
+            .put("a/put", Bytes::from_static(b"put"))
+            .await
+            .expect("put");
+        let mut offered = Vec::new();
+        storage.simulate_power_loss_with(|file| {
+            offered.push((file.path.to_owned(), file.durable_len));
+            match file.path {
+                "a/kept" => AfterPowerLoss::Tail(file.bytes[8..].to_vec()),
+                "a/torn" => AfterPowerLoss::Tail(b"uns\0\xff".to_vec()),
+                _ => AfterPowerLoss::Vanished,
+            }
+        });
+        // Only files with something unsynced are offered, in path order.
+        assert_eq!(
+            offered,
+            [
+                ("a/kept".to_owned(), Some(8)),
+                ("a/lost".to_owned(), Some(8)),
+                ("a/new".to_owned(), None),
+                ("a/torn".to_owned(), Some(8)),
+            ]
+        );
+        assert_eq!(read(&storage, "a/kept").await, &b"durable|unsynced"[..]);
+        assert_eq!(read(&storage, "a/torn").await, &b"durable|uns\0\xff"[..]);
+        // A file whose existence was durable keeps its durable bytes even when "vanished".
+        assert_eq!(read(&storage, "a/lost").await, &b"durable|"[..]);
+        assert_eq!(
+            kind_of(storage.read("a/new").await),
+            StorageErrorKind::NotFound
+        );
+        assert_eq!(read(&storage, "a/put").await, &b"put"[..]);
+        // What survived is durable now: a second power loss changes nothing.
+        storage.simulate_power_loss();
+        assert_eq!(read(&storage, "a/torn").await, &b"durable|uns\0\xff"[..]);
     });
 }
 

@@ -121,9 +121,14 @@ impl super::StorageHook for Recorder {
         Box::pin(async { Ok(()) })
     }
 
-    fn after(&self, call: super::StorageCall<'_>, outcome: Result<u64, super::StorageErrorKind>) {
+    fn after(
+        &self,
+        call: super::StorageCall<'_>,
+        outcome: Result<u64, super::StorageErrorKind>,
+    ) -> Result<(), super::StorageError> {
         let line = format!("{call:?} -> {outcome:?}");
         self.0.lock().expect("the log").push(line);
+        Ok(())
     }
 }
 
@@ -155,6 +160,50 @@ fn a_hook_sees_every_outcome() {
             r#"Delete { path: "d/a" } -> Ok(0)"#,
         ]
     );
+}
+
+/// A hook that reports every `put_if_absent` as failed after it took effect.
+#[derive(Debug)]
+struct AppliedButFailed;
+
+impl super::StorageHook for AppliedButFailed {
+    fn before(
+        &self,
+        _call: super::StorageCall<'_>,
+    ) -> BoxFuture<'static, Result<(), super::StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn after(
+        &self,
+        call: super::StorageCall<'_>,
+        _outcome: Result<u64, super::StorageErrorKind>,
+    ) -> Result<(), super::StorageError> {
+        match call {
+            super::StorageCall::PutIfAbsent { path, .. } => Err(super::StorageError::new(
+                super::StorageErrorKind::Io,
+                "put_if_absent",
+                path,
+                "the answer was lost",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn a_hook_can_fail_a_call_that_took_effect() {
+    let memory = MemoryStorage::new();
+    let storage = super::HookedStorage::new(Arc::new(memory.clone()), Arc::new(AppliedButFailed));
+    futures_lite::future::block_on(async {
+        let hello = bytes::Bytes::from_static(b"hello");
+        let error = storage
+            .put_if_absent("d/a", hello.clone())
+            .await
+            .expect_err("the hook fails the call");
+        assert_eq!(error.kind, super::StorageErrorKind::Io);
+        assert_eq!(storage.read("d/a").await.expect("the put applied"), hello);
+    });
 }
 
 fn hooked_memory(case: Case) {
