@@ -21,8 +21,9 @@ pub use runtime::{
 #[cfg(feature = "smol")]
 pub use smol_runtime::SmolRuntime;
 pub use storage::{
-    Appender, Durability, FileInfo, FusioStorage, HookedStorage, LocalDiskStorage, MemoryStorage,
-    PutOutcome, Storage, StorageCall, StorageError, StorageErrorKind, StorageHook,
+    AfterPowerLoss, Appender, Durability, FileInfo, FusioStorage, HookedStorage, LocalDiskStorage,
+    MemoryStorage, PutOutcome, Storage, StorageCall, StorageError, StorageErrorKind, StorageHook,
+    UnsyncedFile,
 };
 #[cfg(feature = "tokio")]
 pub use tokio_runtime::TokioRuntime;

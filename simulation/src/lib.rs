@@ -90,6 +90,7 @@
 #![deny(missing_docs)]
 
 mod executor;
+mod faults;
 mod runtime;
 mod scheduler;
 mod shared;
@@ -97,6 +98,7 @@ mod timer;
 mod trace;
 mod waker;
 
+pub use faults::{FaultKind, FaultPlan, FaultRecord, Ledger, SimStorage};
 pub use runtime::SimRuntime;
 pub use scheduler::{PCT_STARVATION_POLLS, SchedulePolicy};
 pub use trace::{Divergence, first_divergence};

@@ -83,10 +83,13 @@ impl SimRuntime {
     /// storage call by storage call.
     #[must_use]
     pub fn traced_storage(&self) -> HookedStorage {
-        let hook = TraceHook {
-            shared: Arc::downgrade(&self.shared),
-        };
+        let hook = TraceHook::new(self.downgrade());
         HookedStorage::new(Arc::new(self.storage()), Arc::new(hook))
+    }
+
+    /// A weak handle on the runtime's state, for storage that lives in the runtime's own tasks.
+    pub(crate) fn downgrade(&self) -> Weak<Shared> {
+        Arc::downgrade(&self.shared)
     }
 
     /// The policy choosing which runnable task to poll next.
@@ -260,8 +263,14 @@ impl Runtime for SimRuntime {
 /// Folds every call of a traced storage into its runtime's trace. Holds the runtime weakly: the
 /// storage lives in tasks the runtime owns.
 #[derive(Debug)]
-struct TraceHook {
+pub(crate) struct TraceHook {
     shared: Weak<Shared>,
+}
+
+impl TraceHook {
+    pub(crate) fn new(shared: Weak<Shared>) -> TraceHook {
+        TraceHook { shared }
+    }
 }
 
 impl StorageHook for TraceHook {

@@ -99,3 +99,81 @@ runtime_test!(
         Ok(())
     }
 );
+
+/// Reports the first `put_if_absent` of a manifest record as failed after it applied, as an
+/// object store's lost answer would.
+#[derive(Debug, Default)]
+struct LostAnswer {
+    lost: AtomicBool,
+}
+
+impl StorageHook for LostAnswer {
+    fn before(&self, _call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn after(
+        &self,
+        call: StorageCall<'_>,
+        outcome: Result<u64, StorageErrorKind>,
+    ) -> Result<(), StorageError> {
+        match call {
+            StorageCall::PutIfAbsent { path, .. }
+                if path.starts_with("manifest/")
+                    && outcome == Ok(1)
+                    && !self.lost.swap(true, Ordering::SeqCst) =>
+            {
+                Err(StorageError::new(
+                    StorageErrorKind::Io,
+                    "put_if_absent",
+                    path,
+                    "timed out waiting for the answer",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+runtime_test!(
+    async fn a_publish_whose_answer_is_lost_is_read_back_not_repeated(runtime) {
+        let storage = MemoryStorage::new();
+        let db = events_builder()
+            .on_storage(Arc::new(storage.clone()))
+            .open(runtime.clone())
+            .await?;
+        db.ingest(events(&[1, 2], 0)).await?;
+        db.close().await?;
+        // The open's claim is a manifest put too: arm the hook only for the flush's publish.
+        let hook = Arc::new(LostAnswer {
+            lost: AtomicBool::new(true),
+        });
+        let hooked = Arc::new(HookedStorage::new(Arc::new(storage.clone()), hook.clone()));
+        let db = events_builder().on_storage(hooked).open(runtime.clone()).await?;
+        hook.lost.store(false, Ordering::SeqCst);
+        let records_before = manifest_records(&storage);
+        db.flush().await?;
+        assert!(hook.lost.load(Ordering::SeqCst), "the publish met the lost answer");
+        // The version was published once: the retry found its own record and built nothing
+        // on top of it.
+        assert_eq!(manifest_records(&storage), records_before + 1);
+        assert_eq!(db.metrics().sst_count, 1);
+        db.ingest(events(&[3], 0)).await?;
+        db.close().await?;
+        let db = events_builder().on_storage(Arc::new(storage)).open(runtime).await?;
+        assert_eq!(
+            ids_and_scores(&db).await?,
+            [(1, 10), (2, 20), (3, 30)],
+            "every row once, after the retried publish and a reopen"
+        );
+        db.close().await
+    }
+);
+
+fn manifest_records(storage: &MemoryStorage) -> usize {
+    storage
+        .paths()
+        .iter()
+        .filter(|path| path.starts_with("manifest/"))
+        .count()
+}

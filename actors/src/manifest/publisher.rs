@@ -15,9 +15,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
-use damselfly_runtimes::Runtime;
+use damselfly_runtimes::{Runtime, StorageErrorKind};
 
 use super::{
     ManifestError, ManifestStore, Published, Retention, SstDescriptor, Version, check_not_fenced,
@@ -29,6 +29,12 @@ use crate::timestamp::Timestamp;
 
 /// Records kept below the newest when pruning: enough to inspect recent history by hand.
 const RECORDS_KEPT: u64 = 16;
+
+/// How often one version is put again after an I/O error before the publisher gives up.
+const PUBLISH_ATTEMPTS_MAX: u32 = 8;
+
+/// The wait before the first retry of a publish; it doubles with every retry.
+const PUBLISH_RETRY_DELAY: Duration = Duration::from_millis(20);
 
 /// A published manifest version with the open readers of its SSTs: what reads consult.
 #[derive(Debug)]
@@ -130,7 +136,7 @@ impl Publisher {
                 .with_sst_added(descriptor.clone())?
                 .with_wal_floor(wal_floor.get())?
                 .with_time_mark(self.wall_clock_ms(), &self.retention);
-            match self.store.publish(&next).await? {
+            match self.publish(&next).await? {
                 Published::Created => break next,
                 // Only this writer publishes in its epoch: a newer record of the same epoch is
                 // one of its own it lost sight of. Anything newer is checked for fencing.
@@ -148,6 +154,28 @@ impl Publisher {
         readers.insert(descriptor.id, reader);
         self.install(published, readers);
         Ok(())
+    }
+
+    /// Publishes `next`, putting the same bytes again after an I/O error. Such an error leaves
+    /// the outcome unknown — the put may have applied and only its answer been lost, as object
+    /// stores do — and the store reads the record back on the next attempt: finding its own
+    /// bytes under the number counts as published, never as a lost race.
+    async fn publish(&self, next: &Version) -> Result<Published, ManifestError> {
+        let mut delay = PUBLISH_RETRY_DELAY;
+        let mut attempt = 1;
+        loop {
+            match self.store.publish(next).await {
+                Err(ManifestError::Storage(error))
+                    if error.kind == StorageErrorKind::Io && attempt < PUBLISH_ATTEMPTS_MAX =>
+                {
+                    tracing::warn!(%error, attempt, number = next.number, "publishing a manifest version failed; retrying");
+                    self.clock.sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     fn install(&mut self, version: Version, readers: BTreeMap<u64, Arc<SstReader>>) {

@@ -153,6 +153,11 @@ impl MemoryStorage {
         self.lock().files.keys().cloned().collect()
     }
 
+    /// The length of the file at `path`, or `None` if there is none.
+    pub fn file_len(&self, path: &str) -> Option<u64> {
+        self.lock().files.get(path).map(|file| len_u64(&file.bytes))
+    }
+
     /// Cuts the file at `path` to `len` bytes (no-op if it is shorter), for damage tests. The
     /// durable length is cut too, so the damage survives a power loss.
     pub fn truncate(&self, path: &str, len: u64) -> Result<(), StorageError> {

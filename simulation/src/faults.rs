@@ -1,0 +1,681 @@
+//! Fault injection: [`SimStorage`], the simulator's storage, breaks the way real devices and
+//! object stores break, as often as the seed's [`FaultPlan`] says, and writes every fault it
+//! injects into a [`Ledger`].
+//!
+//! The storage keeps its files in a [`MemoryStorage`] (writes are volatile until synced; a file
+//! whose creation was never synced may vanish) and hands each database incarnation its own
+//! [handle](SimStorage::handle). A [process crash](SimStorage::crash) kills every handle given
+//! out before it — an old incarnation can never write again — while keeping what was written; a
+//! [power loss](SimStorage::power_loss) also decides, file by file, what becomes of unsynced
+//! bytes: lost, kept, or torn at 512-byte granularity with garbage after the tear.
+//!
+//! While [faults are on](SimStorage::set_faults_active), every call may also fail (an I/O error
+//! on read, write, sync, create, list or delete; a full disk; a short read), be delayed (latency,
+//! and rare stalls of seconds that reorder completions), or — for `put_if_absent`, the manifest's
+//! compare-and-swap — fail before it applies (a conflict) or after (applied, but reported as
+//! failed). [Bit flips](SimStorage::flip_bit) damage stored bytes; the engine must detect them.
+//!
+//! The storage port has no rename and no directory sync: a synced append makes the file's
+//! directory entry durable and `put` is atomic and durable (DESIGN.md §2), so "an unsynced
+//! create or rename vanishes" is modelled as a created file that was never synced vanishing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use damselfly_runtimes::{
+    AfterPowerLoss, BoxFuture, Durability, HookedStorage, MemoryStorage, Storage, StorageCall,
+    StorageError, StorageErrorKind, StorageHook, UnsyncedFile,
+};
+
+use crate::runtime::TraceHook;
+use crate::shared::Shared;
+use crate::timer::Sleep;
+
+/// The stream number of the fault RNG, mixed into the seed.
+const FAULT_STREAM: u64 = 4;
+/// Power loss tears unsynced data at this granularity (a disk sector).
+const SECTOR: usize = 512;
+/// How many ledger entries are kept in full; later ones are only counted.
+const LEDGER_DETAIL_LIMIT: usize = 200;
+
+/// A kind of fault the simulator injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultKind {
+    /// The power went out: unsynced data is at the mercy of [`FaultKind::TornWrite`] and
+    /// [`FaultKind::LostCreate`], or else lost.
+    PowerLoss,
+    /// At a power loss, a file's unsynced tail survived in part (cut at a sector boundary),
+    /// whole, or with garbage after the tear.
+    TornWrite,
+    /// At a power loss, a file whose creation was never synced vanished.
+    LostCreate,
+    /// The process died: memory lost, storage kept.
+    ProcessCrash,
+    /// The process died while opening the database (during recovery).
+    CrashDuringRecovery,
+    /// A read (or size) failed with an I/O error.
+    ReadError,
+    /// A write (create, append, put) failed with an I/O error before it took effect.
+    WriteError,
+    /// A sync (synced append, close) failed with an I/O error.
+    SyncError,
+    /// A list failed.
+    ListError,
+    /// A delete failed.
+    DeleteError,
+    /// The disk was full for a while: every write failed.
+    DiskFull,
+    /// A read returned fewer bytes than asked, reported as an unexpected end of file.
+    ShortRead,
+    /// A call was delayed by up to a few milliseconds.
+    Latency,
+    /// A call was stalled for seconds, so that later calls completed before it.
+    Stall,
+    /// A bit of a stored file was flipped.
+    BitFlip,
+    /// The manifest's compare-and-swap (`put_if_absent`) failed without taking effect.
+    CasConflict,
+    /// The compare-and-swap took effect but was reported as failed.
+    CasAppliedButFailed,
+}
+
+impl FaultKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [FaultKind; 17] = [
+        FaultKind::PowerLoss,
+        FaultKind::TornWrite,
+        FaultKind::LostCreate,
+        FaultKind::ProcessCrash,
+        FaultKind::CrashDuringRecovery,
+        FaultKind::ReadError,
+        FaultKind::WriteError,
+        FaultKind::SyncError,
+        FaultKind::ListError,
+        FaultKind::DeleteError,
+        FaultKind::DiskFull,
+        FaultKind::ShortRead,
+        FaultKind::Latency,
+        FaultKind::Stall,
+        FaultKind::BitFlip,
+        FaultKind::CasConflict,
+        FaultKind::CasAppliedButFailed,
+    ];
+
+    /// The kind's name, in snake case, as the `sim` command prints it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::PowerLoss => "power_loss",
+            FaultKind::TornWrite => "torn_write",
+            FaultKind::LostCreate => "lost_create",
+            FaultKind::ProcessCrash => "process_crash",
+            FaultKind::CrashDuringRecovery => "crash_during_recovery",
+            FaultKind::ReadError => "read_error",
+            FaultKind::WriteError => "write_error",
+            FaultKind::SyncError => "sync_error",
+            FaultKind::ListError => "list_error",
+            FaultKind::DeleteError => "delete_error",
+            FaultKind::DiskFull => "disk_full",
+            FaultKind::ShortRead => "short_read",
+            FaultKind::Latency => "latency",
+            FaultKind::Stall => "stall",
+            FaultKind::BitFlip => "bit_flip",
+            FaultKind::CasConflict => "cas_conflict",
+            FaultKind::CasAppliedButFailed => "cas_applied_but_failed",
+        }
+    }
+
+    /// The kind named `name` (see [`FaultKind::name`]).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// Which faults a seed injects and how often: each kind is on or off, and an enabled per-call
+/// kind fires at one call in `one_in` of the calls it applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultPlan {
+    one_in: BTreeMap<FaultKind, u32>,
+}
+
+impl FaultPlan {
+    /// No faults at all.
+    #[must_use]
+    pub fn none() -> FaultPlan {
+        FaultPlan {
+            one_in: BTreeMap::new(),
+        }
+    }
+
+    /// The plan `seed` draws: each kind is on with probability 2/5, at a rate drawn from a few
+    /// orders of magnitude, so that a swarm of seeds meets every kind often, alone and together.
+    #[must_use]
+    pub fn for_seed(seed: u64) -> FaultPlan {
+        let mut random = fastrand::Rng::with_seed(seed ^ FAULT_STREAM.rotate_left(32));
+        let mut one_in = BTreeMap::new();
+        for kind in FaultKind::ALL {
+            if random.u8(0..5) < 2 {
+                one_in.insert(kind, [20, 100, 500][random.usize(0..3)]);
+            }
+        }
+        FaultPlan { one_in }
+    }
+
+    /// This plan with `kind` on at one call in `one_in` (`0`: off).
+    #[must_use]
+    pub fn with(mut self, kind: FaultKind, one_in: u32) -> FaultPlan {
+        if one_in == 0 {
+            self.one_in.remove(&kind);
+        } else {
+            self.one_in.insert(kind, one_in);
+        }
+        self
+    }
+
+    /// Whether `kind` is on.
+    #[must_use]
+    pub fn is_on(&self, kind: FaultKind) -> bool {
+        self.one_in.contains_key(&kind)
+    }
+
+    /// The kinds that are on, in [`FaultKind::ALL`] order.
+    pub fn kinds(&self) -> impl Iterator<Item = FaultKind> + '_ {
+        self.one_in.keys().copied()
+    }
+
+    /// Draws whether `kind` fires now.
+    fn fires(&self, kind: FaultKind, random: &mut fastrand::Rng) -> bool {
+        self.one_in
+            .get(&kind)
+            .is_some_and(|&one_in| random.u32(0..one_in) == 0)
+    }
+}
+
+/// One injected fault: when (virtual time), what, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRecord {
+    /// Virtual time since the run started.
+    pub at: Duration,
+    /// The kind.
+    pub kind: FaultKind,
+    /// What exactly: the call, the path, the offset and bit.
+    pub detail: String,
+}
+
+/// Every fault injected in a run: how many of each kind, and the first ones in full.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    /// How many faults of each kind were injected.
+    pub counts: BTreeMap<FaultKind, u64>,
+    /// The first faults, in the order they were injected.
+    pub records: Vec<FaultRecord>,
+    /// Every bit flip: path, byte offset and bit. The engine may report corruption only in a
+    /// file listed here.
+    pub bit_flips: Vec<(String, u64, u8)>,
+}
+
+impl Ledger {
+    fn note(&mut self, at: Duration, kind: FaultKind, detail: impl FnOnce() -> String) {
+        *self.counts.entry(kind).or_default() += 1;
+        if self.records.len() < LEDGER_DETAIL_LIMIT {
+            self.records.push(FaultRecord {
+                at,
+                kind,
+                detail: detail(),
+            });
+        }
+    }
+
+    /// How many faults of `kind` were injected.
+    #[must_use]
+    pub fn count(&self, kind: FaultKind) -> u64 {
+        self.counts.get(&kind).copied().unwrap_or(0)
+    }
+}
+
+/// The simulator's fault-injecting storage. Clones share the files, the plan and the ledger.
+#[derive(Clone)]
+pub struct SimStorage {
+    shared: Arc<Faults>,
+}
+
+struct Faults {
+    files: MemoryStorage,
+    plan: FaultPlan,
+    runtime: Weak<Shared>,
+    state: Mutex<FaultState>,
+}
+
+struct FaultState {
+    random: fastrand::Rng,
+    ledger: Ledger,
+    /// Handles of older incarnations are dead.
+    incarnation: u64,
+    /// Whether per-call faults fire.
+    active: bool,
+    /// Writes still to fail in the current disk-full episode.
+    disk_full_writes: u32,
+    /// The process crashes at the storage call after this many more calls.
+    crash_after_calls: Option<u64>,
+}
+
+impl fmt::Debug for SimStorage {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        formatter
+            .debug_struct("SimStorage")
+            .field("plan", &self.shared.plan)
+            .field("incarnation", &state.incarnation)
+            .field("active", &state.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimStorage {
+    /// A storage for `runtime`'s run, over the runtime's [files](crate::SimRuntime::storage),
+    /// injecting the faults of `plan` with randomness derived from the runtime's seed. Faults
+    /// are off until [`SimStorage::set_faults_active`].
+    #[must_use]
+    pub fn new(runtime: &crate::SimRuntime, plan: FaultPlan) -> SimStorage {
+        let seed = runtime.seed();
+        SimStorage {
+            shared: Arc::new(Faults {
+                files: runtime.storage(),
+                plan,
+                runtime: runtime.downgrade(),
+                state: Mutex::new(FaultState {
+                    random: fastrand::Rng::with_seed(seed ^ FAULT_STREAM),
+                    ledger: Ledger::default(),
+                    incarnation: 0,
+                    active: false,
+                    disk_full_writes: 0,
+                    crash_after_calls: None,
+                }),
+            }),
+        }
+    }
+
+    /// A handle for one process incarnation: it works until the next [crash](Self::crash) or
+    /// [power loss](Self::power_loss), and then fails every call (appenders it made included).
+    /// Every call is folded into the runtime's trace with its outcome.
+    #[must_use]
+    pub fn handle(&self) -> Arc<dyn Storage> {
+        let hook = FaultHook {
+            faults: Arc::clone(&self.shared),
+            incarnation: self.shared.lock().incarnation,
+            trace: TraceHook::new(self.shared.runtime.clone()),
+        };
+        Arc::new(HookedStorage::new(
+            Arc::new(self.shared.files.clone()),
+            Arc::new(hook),
+        ))
+    }
+
+    /// The plan.
+    #[must_use]
+    pub fn plan(&self) -> &FaultPlan {
+        &self.shared.plan
+    }
+
+    /// The files, for checks that look at what is stored (the harness reads the manifest).
+    #[must_use]
+    pub fn files(&self) -> &MemoryStorage {
+        &self.shared.files
+    }
+
+    /// Turns per-call faults (errors, disk full, latency, CAS faults) on or off. Crashes, power
+    /// losses and bit flips are injected by calls, whatever this says.
+    pub fn set_faults_active(&self, active: bool) {
+        let mut state = self.shared.lock();
+        state.active = active;
+        state.disk_full_writes = 0;
+    }
+
+    /// The faults injected so far.
+    #[must_use]
+    pub fn ledger(&self) -> Ledger {
+        self.shared.lock().ledger.clone()
+    }
+
+    /// A process crash: every handle given out so far dies; all written bytes stay.
+    pub fn crash(&self) {
+        let mut state = self.shared.lock();
+        state.incarnation += 1;
+        state.crash_after_calls = None;
+        let at = self.shared.now();
+        state.ledger.note(at, FaultKind::ProcessCrash, String::new);
+    }
+
+    /// Makes the process crash at the storage call after `calls` more calls succeeded (during
+    /// recovery, say). Disarmed by any crash or power loss.
+    pub fn crash_after(&self, calls: u64) {
+        self.shared.lock().crash_after_calls = Some(calls);
+    }
+
+    /// A power loss: every handle dies, and each file's unsynced tail is lost — or, when the plan
+    /// has [`FaultKind::TornWrite`] or [`FaultKind::LostCreate`] on, kept, torn or garbled, and
+    /// unsynced creates may survive or vanish.
+    pub fn power_loss(&self) {
+        let mut state = self.shared.lock();
+        state.incarnation += 1;
+        state.crash_after_calls = None;
+        let at = self.shared.now();
+        state.ledger.note(at, FaultKind::PowerLoss, String::new);
+        let plan = &self.shared.plan;
+        let FaultState { random, ledger, .. } = &mut *state;
+        self.shared.files.simulate_power_loss_with(|file| {
+            let fate = unsynced_fate(plan, random, file);
+            let kind = match &fate {
+                AfterPowerLoss::Vanished if file.durable_len.is_none() => FaultKind::LostCreate,
+                AfterPowerLoss::Vanished => return fate,
+                AfterPowerLoss::Tail(_) => FaultKind::TornWrite,
+            };
+            ledger.note(at, kind, || describe_fate(&file, &fate));
+            fate
+        });
+    }
+
+    /// Flips one random bit of one random non-empty file, records it, and returns where:
+    /// `(path, offset, bit)`; `None` when every file is empty.
+    pub fn flip_bit(&self) -> Option<(String, u64, u8)> {
+        let mut state = self.shared.lock();
+        let files = self.shared.files.paths();
+        let mut candidates = Vec::new();
+        for path in files {
+            if let Some(size) = self.shared.files.file_len(&path)
+                && size > 0
+            {
+                candidates.push((path, size));
+            }
+        }
+        if candidates.is_empty() {
+            return None;
+        }
+        let (path, size) = candidates.swap_remove(state.random.usize(0..candidates.len()));
+        let offset = state.random.u64(0..size);
+        let bit = state.random.u8(0..8);
+        self.shared.files.corrupt(&path, offset, 1 << bit).ok()?;
+        let at = self.shared.now();
+        state.ledger.note(at, FaultKind::BitFlip, || {
+            format!("{path} byte {offset} bit {bit}")
+        });
+        state.ledger.bit_flips.push((path.clone(), offset, bit));
+        Some((path, offset, bit))
+    }
+}
+
+impl Faults {
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        // Every change is a few statements that cannot panic half-way.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> Duration {
+        self.runtime
+            .upgrade()
+            .map_or(Duration::ZERO, |shared| shared.lock().now)
+    }
+}
+
+/// What a power loss leaves of `file` under `plan`.
+fn unsynced_fate(
+    plan: &FaultPlan,
+    random: &mut fastrand::Rng,
+    file: UnsyncedFile<'_>,
+) -> AfterPowerLoss {
+    let durable = file
+        .durable_len
+        .map_or(0, |len| usize::try_from(len).unwrap_or(usize::MAX));
+    let unsynced = file.bytes.get(durable..).unwrap_or_default();
+    if file.durable_len.is_none() && plan.is_on(FaultKind::LostCreate) && random.bool() {
+        return AfterPowerLoss::Vanished;
+    }
+    if !plan.is_on(FaultKind::TornWrite) || random.u8(0..3) == 0 {
+        return AfterPowerLoss::Vanished;
+    }
+    // Sectors are counted from the start of the file: the tear falls on a sector boundary.
+    let boundaries: Vec<usize> = (durable..=durable + unsynced.len())
+        .filter(|offset| offset % SECTOR == 0 || *offset == durable + unsynced.len())
+        .map(|offset| offset - durable)
+        .collect();
+    let keep = boundaries[random.usize(0..boundaries.len())];
+    let mut tail = unsynced[..keep].to_vec();
+    if keep < unsynced.len() && random.bool() {
+        // The sector after the tear holds garbage: half written, or stale.
+        let garbage = (SECTOR - (durable + keep) % SECTOR).min(unsynced.len() - keep);
+        tail.extend((0..garbage).map(|_| random.u8(..)));
+    }
+    AfterPowerLoss::Tail(tail)
+}
+
+fn describe_fate(file: &UnsyncedFile<'_>, fate: &AfterPowerLoss) -> String {
+    match fate {
+        AfterPowerLoss::Vanished => format!("{} vanished (never synced)", file.path),
+        AfterPowerLoss::Tail(tail) => format!(
+            "{}: {} of {} unsynced bytes survived (durable {:?})",
+            file.path,
+            tail.len(),
+            file.bytes.len() as u64 - file.durable_len.unwrap_or(0),
+            file.durable_len
+        ),
+    }
+}
+
+/// The hook behind one incarnation's handle.
+#[derive(Debug)]
+struct FaultHook {
+    faults: Arc<Faults>,
+    incarnation: u64,
+    trace: TraceHook,
+}
+
+impl fmt::Debug for Faults {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Faults")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error an injected fault gives.
+fn injected(kind: StorageErrorKind, call: StorageCall<'_>, why: &str) -> StorageError {
+    StorageError::new(
+        kind,
+        operation(call),
+        path(call),
+        format!("injected by the simulator: {why}"),
+    )
+}
+
+fn operation(call: StorageCall<'_>) -> &'static str {
+    match call {
+        StorageCall::Create { .. } => "create",
+        StorageCall::Append { .. } => "append",
+        StorageCall::Preallocate { .. } => "preallocate",
+        StorageCall::Close { .. } => "close",
+        StorageCall::Put { .. } => "put",
+        StorageCall::PutIfAbsent { .. } => "put_if_absent",
+        StorageCall::Read { .. } => "read",
+        StorageCall::Size { .. } => "size",
+        StorageCall::List { .. } => "list",
+        StorageCall::Delete { .. } => "delete",
+    }
+}
+
+fn path<'a>(call: StorageCall<'a>) -> &'a str {
+    match call {
+        StorageCall::Create { path }
+        | StorageCall::Append { path, .. }
+        | StorageCall::Preallocate { path, .. }
+        | StorageCall::Close { path }
+        | StorageCall::Put { path, .. }
+        | StorageCall::PutIfAbsent { path, .. }
+        | StorageCall::Read { path, .. }
+        | StorageCall::Size { path }
+        | StorageCall::Delete { path } => path,
+        StorageCall::List { dir } => dir,
+    }
+}
+
+/// The error-kind fault a call may meet, if any.
+fn error_fault(call: StorageCall<'_>) -> Option<FaultKind> {
+    Some(match call {
+        StorageCall::Read { .. } | StorageCall::Size { .. } => FaultKind::ReadError,
+        StorageCall::Create { .. } | StorageCall::Put { .. } | StorageCall::Preallocate { .. } => {
+            FaultKind::WriteError
+        }
+        StorageCall::Append { durability, .. } => match durability {
+            Durability::Buffered => FaultKind::WriteError,
+            Durability::Synced => FaultKind::SyncError,
+        },
+        StorageCall::Close { .. } => FaultKind::SyncError,
+        StorageCall::PutIfAbsent { .. } => FaultKind::CasConflict,
+        StorageCall::List { .. } => FaultKind::ListError,
+        StorageCall::Delete { .. } => FaultKind::DeleteError,
+    })
+}
+
+fn writes(call: StorageCall<'_>) -> bool {
+    match call {
+        StorageCall::Create { .. } | StorageCall::Preallocate { .. } => true,
+        StorageCall::Append { len, .. }
+        | StorageCall::Put { len, .. }
+        | StorageCall::PutIfAbsent { len, .. } => len > 0,
+        _ => false,
+    }
+}
+
+impl FaultHook {
+    /// Decides what happens to `call` before it runs: an error, a delay, or nothing.
+    fn decide(&self, call: StorageCall<'_>) -> Result<Duration, StorageError> {
+        let faults = &self.faults;
+        let mut state = faults.lock();
+        if state.incarnation != self.incarnation {
+            return Err(injected(
+                StorageErrorKind::Io,
+                call,
+                "the process crashed; this incarnation's storage is gone",
+            ));
+        }
+        if let Some(calls) = state.crash_after_calls {
+            if calls == 0 {
+                state.incarnation += 1;
+                state.crash_after_calls = None;
+                let at = faults.now();
+                state.ledger.note(at, FaultKind::CrashDuringRecovery, || {
+                    format!("at {call:?}")
+                });
+                return Err(injected(StorageErrorKind::Io, call, "the process crashed"));
+            }
+            state.crash_after_calls = Some(calls - 1);
+        }
+        if !state.active {
+            return Ok(Duration::ZERO);
+        }
+        let plan = &faults.plan;
+        let at = faults.now();
+        let FaultState {
+            random,
+            ledger,
+            disk_full_writes,
+            ..
+        } = &mut *state;
+        if writes(call) {
+            if *disk_full_writes == 0 && plan.fires(FaultKind::DiskFull, random) {
+                *disk_full_writes = random.u32(1..30);
+                ledger.note(at, FaultKind::DiskFull, || {
+                    format!("for {disk_full_writes} writes")
+                });
+            }
+            if *disk_full_writes > 0 {
+                *disk_full_writes -= 1;
+                return Err(injected(
+                    StorageErrorKind::Io,
+                    call,
+                    "no space left on device",
+                ));
+            }
+        }
+        if let Some(kind) = error_fault(call)
+            && plan.fires(kind, random)
+        {
+            ledger.note(at, kind, || format!("{call:?}"));
+            return Err(injected(StorageErrorKind::Io, call, kind.name()));
+        }
+        if let StorageCall::Read {
+            range: Some((start, end)),
+            ..
+        } = call
+            && end > start
+            && plan.fires(FaultKind::ShortRead, random)
+        {
+            ledger.note(at, FaultKind::ShortRead, || format!("{call:?}"));
+            return Err(injected(
+                StorageErrorKind::UnexpectedEof,
+                call,
+                "short read: the device returned fewer bytes than asked",
+            ));
+        }
+        if plan.fires(FaultKind::Stall, random) {
+            let stall = Duration::from_millis(random.u64(1_000..10_000));
+            ledger.note(at, FaultKind::Stall, || format!("{call:?} for {stall:?}"));
+            return Ok(stall);
+        }
+        if plan.is_on(FaultKind::Latency) {
+            *ledger.counts.entry(FaultKind::Latency).or_default() += 1;
+            return Ok(Duration::from_micros(random.u64(0..5_000)));
+        }
+        Ok(Duration::ZERO)
+    }
+}
+
+impl StorageHook for FaultHook {
+    fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
+        let decided = self.decide(call);
+        let runtime = self.faults.runtime.upgrade();
+        Box::pin(async move {
+            let delay = decided?;
+            if let Some(shared) = runtime.filter(|_| !delay.is_zero()) {
+                Sleep::new(&shared, delay).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn after(
+        &self,
+        call: StorageCall<'_>,
+        outcome: Result<u64, StorageErrorKind>,
+    ) -> Result<(), StorageError> {
+        self.trace.after(call, outcome)?;
+        if !matches!(call, StorageCall::PutIfAbsent { .. }) || outcome != Ok(1) {
+            return Ok(());
+        }
+        let faults = &self.faults;
+        let mut state = faults.lock();
+        if !state.active || state.incarnation != self.incarnation {
+            return Ok(());
+        }
+        let at = faults.now();
+        let FaultState { random, ledger, .. } = &mut *state;
+        if faults.plan.fires(FaultKind::CasAppliedButFailed, random) {
+            ledger.note(at, FaultKind::CasAppliedButFailed, || format!("{call:?}"));
+            return Err(injected(
+                StorageErrorKind::Io,
+                call,
+                "the put applied, but its answer was lost (timeout)",
+            ));
+        }
+        Ok(())
+    }
+}
