@@ -13,7 +13,7 @@
 //! on read, write, sync, create, list or delete; a full disk; a short read), be delayed (latency,
 //! and rare stalls of seconds that reorder completions), or — for `put_if_absent`, the manifest's
 //! compare-and-swap — fail before it applies (a conflict) or after (applied, but reported as
-//! failed). [Bit flips](SimStorage::flip_bit) damage stored bytes; the engine must detect them.
+//! failed). [Bit flips](SimStorage::flip_bit_where) damage stored bytes; the engine must detect them.
 //!
 //! The storage port has no rename and no directory sync: a synced append makes the file's
 //! directory entry durable and `put` is atomic and durable (DESIGN.md §2), so "an unsynced
@@ -164,7 +164,7 @@ impl FaultPlan {
         let mut one_in = BTreeMap::new();
         for kind in FaultKind::ALL {
             if random.u8(0..5) < 2 {
-                one_in.insert(kind, [20, 100, 500][random.usize(0..3)]);
+                one_in.insert(kind, [100, 1_000, 10_000][random.usize(0..3)]);
             }
         }
         FaultPlan { one_in }
@@ -248,11 +248,15 @@ pub struct SimStorage {
     shared: Arc<Faults>,
 }
 
+/// A check run before every delete reaches the files (the harness's reachability check).
+type DeleteCheck = Arc<dyn Fn(&str) + Send + Sync>;
+
 struct Faults {
     files: MemoryStorage,
     plan: FaultPlan,
     runtime: Weak<Shared>,
     state: Mutex<FaultState>,
+    delete_check: Mutex<Option<DeleteCheck>>,
 }
 
 struct FaultState {
@@ -300,8 +304,19 @@ impl SimStorage {
                     disk_full_writes: 0,
                     crash_after_calls: None,
                 }),
+                delete_check: Mutex::new(None),
             }),
         }
+    }
+
+    /// Runs `check` with the path before every delete reaches the files — to check, at that
+    /// moment, that nothing reachable is deleted.
+    pub fn set_delete_check(&self, check: impl Fn(&str) + Send + Sync + 'static) {
+        *self
+            .shared
+            .delete_check
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(check));
     }
 
     /// A handle for one process incarnation: it works until the next [crash](Self::crash) or
@@ -356,9 +371,14 @@ impl SimStorage {
     }
 
     /// Makes the process crash at the storage call after `calls` more calls succeeded (during
-    /// recovery, say). Disarmed by any crash or power loss.
+    /// recovery, say). Disarmed by any crash or power loss, and by [`SimStorage::cancel_crash`].
     pub fn crash_after(&self, calls: u64) {
         self.shared.lock().crash_after_calls = Some(calls);
+    }
+
+    /// Disarms a [`SimStorage::crash_after`] that has not come yet.
+    pub fn cancel_crash(&self) {
+        self.shared.lock().crash_after_calls = None;
     }
 
     /// A power loss: every handle dies, and each file's unsynced tail is lost — or, when the plan
@@ -384,13 +404,13 @@ impl SimStorage {
         });
     }
 
-    /// Flips one random bit of one random non-empty file, records it, and returns where:
-    /// `(path, offset, bit)`; `None` when every file is empty.
-    pub fn flip_bit(&self) -> Option<(String, u64, u8)> {
+    /// Flips one random bit of one random non-empty file whose path `eligible` accepts, records
+    /// it, and returns where: `(path, offset, bit)`; `None` when no such file has a byte.
+    pub fn flip_bit_where(&self, eligible: impl Fn(&str) -> bool) -> Option<(String, u64, u8)> {
         let mut state = self.shared.lock();
         let files = self.shared.files.paths();
         let mut candidates = Vec::new();
-        for path in files {
+        for path in files.into_iter().filter(|path| eligible(path)) {
             if let Some(size) = self.shared.files.file_len(&path)
                 && size > 0
             {
@@ -642,6 +662,17 @@ impl FaultHook {
 impl StorageHook for FaultHook {
     fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
         let decided = self.decide(call);
+        if let (StorageCall::Delete { path }, Ok(_)) = (call, &decided) {
+            let check = self
+                .faults
+                .delete_check
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(check) = check {
+                check(path);
+            }
+        }
         let runtime = self.faults.runtime.upgrade();
         Box::pin(async move {
             let delay = decided?;

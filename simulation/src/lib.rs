@@ -91,6 +91,7 @@
 
 mod executor;
 mod faults;
+pub mod harness;
 mod runtime;
 mod scheduler;
 mod shared;

@@ -158,6 +158,14 @@ impl MemoryStorage {
         self.lock().files.get(path).map(|file| len_u64(&file.bytes))
     }
 
+    /// The bytes of the file at `path` (durable or not), or `None` if there is none.
+    pub fn file_bytes(&self, path: &str) -> Option<Bytes> {
+        self.lock()
+            .files
+            .get(path)
+            .map(|file| Bytes::copy_from_slice(&file.bytes))
+    }
+
     /// Cuts the file at `path` to `len` bytes (no-op if it is shorter), for damage tests. The
     /// durable length is cut too, so the damage survives a power loss.
     pub fn truncate(&self, path: &str, len: u64) -> Result<(), StorageError> {

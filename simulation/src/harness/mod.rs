@@ -1,0 +1,533 @@
+//! The workload/oracle harness: one seed runs a whole life of a database on the simulator —
+//! concurrent clients, crashes at random instants, power losses, crashes during recovery,
+//! storage faults — and checks every answer against a model of every commit.
+//!
+//! A run is a number of *incarnations*. Each opens the database (maybe crashing during
+//! recovery first), checks what recovery brought back, lets clients work with faults on until
+//! their share of the operations is spent or a crash comes, and ends in a process crash, a power
+//! loss or a clean close. A final incarnation turns faults off and must get every operation
+//! through within a bound of virtual time (liveness), then closes and reopens once more to check
+//! that recovery is idempotent.
+//!
+//! Checks (DESIGN.md §5): acknowledged durable commits survive every crash; recovery lands on a
+//! prefix of the commit order; every read at `ts` equals the model at `ts`; snapshots are stable
+//! for their life; scans are sorted without duplicates; every `Corruption` error follows a
+//! ledgered bit flip; no file a published manifest names is deleted (checked at the delete);
+//! the run ends within its virtual-time budget.
+
+mod model;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use damselfly::runtime::{Runtime, RuntimeExt};
+use damselfly::{Db, DbBuilder, WalSyncPolicy};
+use damselfly_actors::manifest::record;
+use damselfly_runtimes::panic_message;
+
+use self::model::Observation;
+use self::workload::{KEYS, Shared};
+use crate::faults::{FaultKind, FaultPlan, Ledger, SimStorage};
+use crate::{SchedulePolicy, SimRuntime};
+
+/// The stream number of the workload RNG, mixed into the seed.
+const WORKLOAD_STREAM: u64 = 5;
+/// Concurrent clients per incarnation.
+const CLIENTS: u64 = 3;
+/// How long the last, fault-free incarnation may take for its operations.
+const LIVENESS_BOUND: Duration = Duration::from_secs(120);
+/// Operations of the last, fault-free incarnation.
+const FINAL_OPERATIONS: u64 = 200;
+/// Attempts at opening the database while faults are on, before they are turned off.
+const OPEN_ATTEMPTS: u32 = 10;
+/// Incarnations before the fault-free one, at most (a run whose faults break every
+/// incarnation early still ends).
+const MAX_INCARNATIONS: u64 = 64;
+
+/// What a run does: how much work and how many crashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Client operations in all, spread over the incarnations.
+    pub operations: u64,
+    /// How many incarnations end in a crash (or a clean close) before the final one.
+    pub crash_cycles: u32,
+    /// Keep a readable event log (`sim --trace`).
+    pub event_log: bool,
+    /// The faults to inject; `None`: the plan the seed draws.
+    pub plan: Option<FaultPlan>,
+}
+
+impl Default for RunOptions {
+    /// A standard seed: 10,000 operations and 3 crash cycles.
+    fn default() -> Self {
+        RunOptions {
+            operations: 10_000,
+            crash_cycles: 3,
+            event_log: false,
+            plan: None,
+        }
+    }
+}
+
+/// What one seed's run did and found.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// The scheduling policy the seed drew.
+    pub policy: SchedulePolicy,
+    /// The first broken promise, or `None` if every check held.
+    pub failure: Option<String>,
+    /// Client operations done.
+    pub operations: u64,
+    /// Reads checked against the model.
+    pub reads_checked: u64,
+    /// Virtual time the run took.
+    pub virtual_time: Duration,
+    /// The faults injected.
+    pub ledger: Ledger,
+    /// The plan the faults came from.
+    pub plan: FaultPlan,
+    /// The trace hash at the end of the run.
+    pub trace_hash: u64,
+    /// How many events the trace covers.
+    pub event_count: u64,
+    /// The event log, when asked for.
+    pub event_log: Vec<String>,
+    /// How the run went, one line per incarnation.
+    pub story: Vec<String>,
+}
+
+/// Runs `seed` with `options` and reports; never panics (a panic in the engine or the run is
+/// the failure).
+#[must_use]
+pub fn run_seed(seed: u64, options: &RunOptions) -> SeedReport {
+    let sim = SimRuntime::new(seed).with_time_limit(Duration::from_secs(4 * 60 * 60));
+    let sim = if options.event_log {
+        sim.with_event_log()
+    } else {
+        sim
+    };
+    let plan = options
+        .plan
+        .clone()
+        .unwrap_or_else(|| FaultPlan::for_seed(seed));
+    let storage = SimStorage::new(&sim, plan.clone());
+    let mut run = Run {
+        sim: sim.clone(),
+        storage: storage.clone(),
+        random: fastrand::Rng::with_seed(seed ^ WORKLOAD_STREAM.rotate_left(48)),
+        story: Vec::new(),
+        reads_checked: 0,
+        shared: Arc::new(Shared::new(true)),
+    };
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    storage.set_delete_check(delete_check(
+        storage.files().clone(),
+        Arc::clone(&violations),
+    ));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let driver = sim.clone();
+        driver.block_on(run.run(options))
+    }));
+    let mut failure = match outcome {
+        Ok(result) => result.err(),
+        Err(panic) => Some(format!("panicked: {}", panic_message(&*panic))),
+    };
+    if let Some(violation) = violations
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .first()
+    {
+        failure.get_or_insert_with(|| violation.clone());
+    }
+    let report = SeedReport {
+        seed,
+        policy: sim.policy(),
+        failure,
+        operations: run.shared.done.load(Ordering::SeqCst),
+        reads_checked: run.reads_checked,
+        virtual_time: sim.now().since_origin(),
+        ledger: storage.ledger(),
+        plan,
+        trace_hash: sim.trace_hash(),
+        event_count: sim.event_count(),
+        event_log: sim.event_log(),
+        story: run.story,
+    };
+    sim.shutdown();
+    report
+}
+
+/// How an incarnation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// A clean close once the clients are done.
+    Close,
+    /// A process crash at a random instant.
+    ProcessCrash,
+    /// A power loss at a random instant.
+    PowerLoss,
+    /// A process crash once the clients are done (the budget is spent or the database failed).
+    WhenDone,
+}
+
+struct Run {
+    sim: SimRuntime,
+    storage: SimStorage,
+    random: fastrand::Rng,
+    story: Vec<String>,
+    reads_checked: u64,
+    shared: Arc<Shared>,
+}
+
+impl Run {
+    async fn run(&mut self, options: &RunOptions) -> Result<(), String> {
+        let policy = if self.random.u8(0..4) == 0 {
+            WalSyncPolicy::IntervalBytes(4096)
+        } else {
+            WalSyncPolicy::Always
+        };
+        self.shared = Arc::new(Shared::new(policy == WalSyncPolicy::Always));
+        self.story.push(format!("WAL sync policy {policy:?}"));
+        // Incarnations follow each other until the operations are spent: the first ones end in
+        // a crash (or a clean close) at a random instant, any may end early when a fault breaks
+        // the database (then the process is restarted, as a supervisor would).
+        self.shared.budget.store(
+            options.operations.saturating_sub(FINAL_OPERATIONS),
+            Ordering::SeqCst,
+        );
+        let cycles = u64::from(options.crash_cycles);
+        let per_cycle = options.operations / (cycles + 1);
+        let mut power_lost = false;
+        for incarnation in 0..MAX_INCARNATIONS {
+            if self.shared.budget.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            let Some(db) = self.open(policy, power_lost, true).await? else {
+                return Ok(());
+            };
+            let ending = if incarnation < cycles {
+                match self.random.u8(0..5) {
+                    0 => Ending::Close,
+                    1 | 2 if self.storage.plan().is_on(FaultKind::PowerLoss) => Ending::PowerLoss,
+                    _ => Ending::ProcessCrash,
+                }
+            } else {
+                Ending::WhenDone
+            };
+            // At most one bit flip per run, in the incarnation after the planned crashes.
+            let flip = incarnation == cycles && self.storage.plan().is_on(FaultKind::BitFlip);
+            self.incarnation(db, per_cycle, ending, flip).await?;
+            power_lost = ending == Ending::PowerLoss;
+            if !self.corruption().is_empty() {
+                return self.check_corruption();
+            }
+        }
+        // The last incarnation: no faults; everything must get through, in bounded time.
+        self.storage.set_faults_active(false);
+        let Some(db) = self.open(policy, power_lost, false).await? else {
+            return Ok(());
+        };
+        self.shared.crashed.store(false, Ordering::SeqCst);
+        self.shared.budget.store(FINAL_OPERATIONS, Ordering::SeqCst);
+        let clients = self.spawn_clients(&db, false);
+        let deadline = self.sim.now().since_origin() + LIVENESS_BOUND;
+        for client in clients {
+            client
+                .await
+                .map_err(|panic| format!("a client panicked: {panic}"))?;
+        }
+        if self.sim.now().since_origin() > deadline {
+            return Err(format!(
+                "liveness: with faults off, {FINAL_OPERATIONS} operations took longer than {LIVENESS_BOUND:?} of virtual time"
+            ));
+        }
+        self.settle()?;
+        db.close()
+            .await
+            .map_err(|error| format!("closing with faults off failed: {error}"))?;
+        // Recovery is idempotent: the closed database reopens to the same state, twice.
+        for _ in 0..2 {
+            let Some(db) = self.open(policy, false, false).await? else {
+                return Ok(());
+            };
+            db.close()
+                .await
+                .map_err(|error| format!("closing after a clean reopen failed: {error}"))?;
+        }
+        self.check_corruption()
+    }
+
+    fn corruption(&self) -> Vec<String> {
+        self.shared
+            .corruption
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every `Corruption` error must follow a bit flip the simulator made.
+    fn check_corruption(&self) -> Result<(), String> {
+        let corruption = self.corruption();
+        match corruption.first() {
+            Some(error) if self.storage.ledger().bit_flips.is_empty() => Err(format!(
+                "the engine reported corruption, but no stored bit was flipped: {error}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the database — first perhaps crashing during recovery, retrying while faults
+    /// make it fail — and checks what recovery brought back. `None`: the database reports
+    /// corruption after a bit flip, and the run ends there.
+    async fn open(
+        &mut self,
+        policy: WalSyncPolicy,
+        power_lost: bool,
+        faults: bool,
+    ) -> Result<Option<Db>, String> {
+        let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
+        if faults && self.storage.plan().is_on(FaultKind::CrashDuringRecovery) && self.random.bool()
+        {
+            self.storage.crash_after(self.random.u64(0..80));
+        }
+        let mut attempt = 0;
+        let db = loop {
+            attempt += 1;
+            self.storage
+                .set_faults_active(faults && attempt < OPEN_ATTEMPTS);
+            let opened = builder(policy)
+                .on_storage(self.storage.handle())
+                .open(Arc::clone(&runtime))
+                .await;
+            self.storage.cancel_crash();
+            match opened {
+                Ok(db) => break db,
+                Err(error) if error.kind() == damselfly::ErrorKind::Corruption => {
+                    self.story
+                        .push(format!("open: corruption reported: {error}"));
+                    self.shared
+                        .corruption
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(error.to_string());
+                    self.check_corruption()?;
+                    return Ok(None);
+                }
+                Err(error) if attempt < OPEN_ATTEMPTS + 1 => {
+                    self.story
+                        .push(format!("open attempt {attempt} failed: {error}"));
+                }
+                Err(error) => return Err(format!("opening with faults off failed: {error}")),
+            }
+        };
+        self.storage.set_faults_active(faults);
+        // What recovery brought back: the newest timestamp, and the whole table there.
+        let recovered = match self.recovered(&db).await {
+            Ok(recovered) => recovered,
+            Err(error) => return self.failed_after_open(error, faults).map(|()| None),
+        };
+        let lost = self.shared.model().recover(recovered.ts, power_lost)?;
+        self.shared.model().check(&recovered)?;
+        self.story.push(format!(
+            "opened at ts {} ({} acknowledged commits lost to the power loss)",
+            recovered.ts, lost
+        ));
+        Ok(Some(db))
+    }
+
+    /// A read right after opening failed: fine while faults are on (the run stops here), a
+    /// failure otherwise.
+    fn failed_after_open(&mut self, error: damselfly::Error, faults: bool) -> Result<(), String> {
+        if error.kind() == damselfly::ErrorKind::Corruption {
+            self.shared
+                .corruption
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(error.to_string());
+            return self.check_corruption();
+        }
+        if faults {
+            self.story
+                .push(format!("reading after open failed: {error}"));
+            return Ok(());
+        }
+        Err(format!(
+            "reading after open with faults off failed: {error}"
+        ))
+    }
+
+    async fn recovered(&self, db: &Db) -> Result<Observation, damselfly::Error> {
+        let snapshot = db.begin_snapshot().await?;
+        let batches = snapshot.scan().collect().await?;
+        let mut seen: BTreeMap<u64, Option<u64>> = (0..KEYS).map(|key| (key, None)).collect();
+        for batch in &batches {
+            let ids = column(batch, "id");
+            let commits = column(batch, "commit");
+            for (&key, &commit) in ids.iter().zip(commits) {
+                seen.insert(key, Some(commit));
+            }
+        }
+        Ok(Observation {
+            what: "scan after recovery".to_owned(),
+            ts: snapshot.timestamp().get(),
+            seen,
+            commit_at_least: None,
+        })
+    }
+
+    fn spawn_clients(&mut self, db: &Db, faults: bool) -> Vec<damselfly::runtime::JoinHandle<()>> {
+        let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
+        (0..CLIENTS)
+            .map(|_| {
+                let random = fastrand::Rng::with_seed(self.random.u64(..));
+                let client = workload::client(
+                    db.clone(),
+                    Arc::clone(&runtime),
+                    Arc::clone(&self.shared),
+                    random,
+                    faults,
+                );
+                runtime.spawn("sim-client", client)
+            })
+            .collect()
+    }
+
+    /// One incarnation with faults on: clients work until their operations are spent or the
+    /// crash (at a random instant) comes.
+    async fn incarnation(
+        &mut self,
+        db: Db,
+        operations: u64,
+        ending: Ending,
+        flip: bool,
+    ) -> Result<(), String> {
+        self.shared.crashed.store(false, Ordering::SeqCst);
+        let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
+        let clients = self.spawn_clients(&db, true);
+        // The crash comes at a random instant, most likely while clients are busy.
+        let crash_at = Duration::from_millis(self.random.u64(0..operations.max(1) * 4));
+        let flip_at =
+            flip.then(|| Duration::from_millis(self.random.u64(0..operations.max(1) * 4)));
+        let crasher = {
+            let (runtime, storage, shared) = (
+                Arc::clone(&runtime),
+                self.storage.clone(),
+                Arc::clone(&self.shared),
+            );
+            runtime.clone().spawn("sim-crasher", async move {
+                if let Some(flip_at) = flip_at {
+                    runtime.sleep(flip_at).await;
+                    storage.flip_bit_where(|path| !path.starts_with("wal/"));
+                }
+                if matches!(ending, Ending::ProcessCrash | Ending::PowerLoss) {
+                    runtime.sleep(crash_at).await;
+                    shared.crashed.store(true, Ordering::SeqCst);
+                    match ending {
+                        Ending::PowerLoss => storage.power_loss(),
+                        _ => storage.crash(),
+                    }
+                }
+            })
+        };
+        for client in clients {
+            client
+                .await
+                .map_err(|panic| format!("a client panicked: {panic}"))?;
+        }
+        let crashed = self.shared.crashed.load(Ordering::SeqCst);
+        if matches!(ending, Ending::Close | Ending::WhenDone) && !crashed {
+            // A clean close may fail only because a fault broke the database.
+            if ending == Ending::Close
+                && let Err(error) = db.close().await
+            {
+                self.story.push(format!("close failed: {error}"));
+            }
+            self.shared.crashed.store(true, Ordering::SeqCst);
+            self.storage.crash();
+            crasher
+                .await
+                .map_err(|panic| format!("the crasher panicked: {panic}"))?;
+        } else {
+            crasher
+                .await
+                .map_err(|panic| format!("the crasher panicked: {panic}"))?;
+        }
+        self.shared.crashed.store(true, Ordering::SeqCst);
+        drop(db);
+        self.story.push(format!(
+            "incarnation ended by {ending:?} at {:?}",
+            self.sim.now().since_origin()
+        ));
+        self.settle()
+    }
+
+    /// Gives every commit still pending an unknown outcome and checks the reads recorded so far.
+    fn settle(&mut self) -> Result<(), String> {
+        if let Some(failure) = self.shared.failure() {
+            return Err(failure);
+        }
+        let mut model = self.shared.model();
+        model.fail_pending()?;
+        self.reads_checked += model.check_observations()? as u64;
+        Ok(())
+    }
+}
+
+fn builder(policy: WalSyncPolicy) -> DbBuilder {
+    DbBuilder::from_schema_key_name(workload::schema(), "id")
+        .expect("the harness's schema has its key column")
+        .memtable_bytes(64 << 10)
+        .wal_sync_policy(policy)
+        .wal_segment_bytes(16 << 10)
+}
+
+fn column<'a>(batch: &'a damselfly::arrow_array::RecordBatch, name: &str) -> &'a [u64] {
+    use damselfly::arrow_array::cast::AsArray;
+    use damselfly::arrow_array::types::UInt64Type;
+    batch
+        .column_by_name(name)
+        .expect("the harness's table has the column")
+        .as_primitive::<UInt64Type>()
+        .values()
+}
+
+/// The check made before every delete: an SST named by the newest manifest record, or that
+/// record itself, must never be deleted.
+fn delete_check(
+    files: damselfly_runtimes::MemoryStorage,
+    violations: Arc<Mutex<Vec<String>>>,
+) -> impl Fn(&str) + Send + Sync + 'static {
+    move |path: &str| {
+        let newest = files
+            .paths()
+            .into_iter()
+            .filter(|path| record::number_from_path(path).is_some())
+            .max_by_key(|path| record::number_from_path(path));
+        let Some(newest) = newest else { return };
+        let violation = if newest == path {
+            Some(format!("deleted {path}, the newest manifest record"))
+        } else {
+            files
+                .file_bytes(&newest)
+                .and_then(|bytes| record::decode(&newest, &bytes).ok())
+                .filter(|version| version.ssts().any(|sst| sst.path() == path))
+                .map(|version| {
+                    format!(
+                        "deleted {path}, which the newest manifest version {} names",
+                        version.number
+                    )
+                })
+        };
+        if let Some(violation) = violation {
+            violations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(violation);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The oracle: an in-memory model of every commit the workload made, and the checks that hold
+//! the database's answers to it.
+//!
+//! Every row the workload writes carries the id of the commit that wrote it, so a read tells
+//! exactly which version of each key it saw. A commit is *acknowledged* with its timestamp,
+//! *unknown* when its call failed (it may or may not have taken effect; its timestamp is
+//! unknown), or *lost* when a power loss legitimately took it (an acknowledgement that did not
+//! promise durability). The model of a key at timestamp `ts` is its newest acknowledged version
+//! `<= ts`. A key that an unknown commit wrote is *uncertain* at every `ts` the commit may lie
+//! below: there the read may show that commit's version instead.
+//!
+//! Reads are recorded with the timestamp they read at and checked when every commit that could
+//! matter has an outcome: at the end of each incarnation of the database.
+
+use std::collections::BTreeMap;
+
+/// A commit's id, unique over a run (the workload writes it into every row of the commit).
+pub(crate) type CommitId = u64;
+
+/// One row of a commit: a key and whether it is deleted.
+pub(crate) type Write = (u64, bool);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Acknowledged { ts: u64, durable: bool },
+    Unknown,
+    Lost,
+}
+
+#[derive(Debug, Clone)]
+struct Commit {
+    writes: Vec<Write>,
+    /// Every timestamp acknowledged before the commit was issued: its own is higher.
+    above: u64,
+    outcome: Outcome,
+}
+
+/// What a read saw: for each key in its scope, the commit whose version it returned (`None`:
+/// no row).
+#[derive(Debug, Clone)]
+pub(crate) struct Observation {
+    pub(crate) what: String,
+    pub(crate) ts: u64,
+    pub(crate) seen: BTreeMap<u64, Option<CommitId>>,
+    /// For a filter on the commit column: a key without a row is right if its version is below
+    /// this.
+    pub(crate) commit_at_least: Option<CommitId>,
+}
+
+/// The model of every commit and the reads still to check.
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    commits: BTreeMap<CommitId, Commit>,
+    /// Per key, its acknowledged versions: timestamp → commit (`None` for a delete).
+    versions: BTreeMap<u64, BTreeMap<u64, Option<CommitId>>>,
+    /// Keys written by unknown commits, with the lowest timestamp such a commit may have.
+    uncertain: BTreeMap<u64, u64>,
+    observations: Vec<Observation>,
+    /// The newest acknowledged timestamp.
+    newest: u64,
+}
+
+impl Model {
+    /// Records a commit about to be issued.
+    pub(crate) fn issue(&mut self, id: CommitId, writes: Vec<Write>) {
+        let commit = Commit {
+            writes,
+            above: self.newest,
+            outcome: Outcome::Pending,
+        };
+        self.commits.insert(id, commit);
+    }
+
+    /// Records a commit's acknowledgement at `ts`; `durable` if it promised to survive power
+    /// loss.
+    pub(crate) fn acknowledge(
+        &mut self,
+        id: CommitId,
+        ts: u64,
+        durable: bool,
+    ) -> Result<(), String> {
+        let commit = self.commit_mut(id)?;
+        if ts <= commit.above {
+            return Err(format!(
+                "commit {id:#x} was acknowledged at {ts}, not above {} acknowledged before it was issued",
+                commit.above
+            ));
+        }
+        commit.outcome = Outcome::Acknowledged { ts, durable };
+        let writes = commit.writes.clone();
+        for (key, deleted) in writes {
+            let versions = self.versions.entry(key).or_default();
+            if let Some(other) = versions.insert(ts, (!deleted).then_some(id)) {
+                return Err(format!(
+                    "commit {id:#x} was acknowledged at {ts}, which commit {other:?} also has"
+                ));
+            }
+        }
+        self.newest = self.newest.max(ts);
+        Ok(())
+    }
+
+    /// Records that a commit's call failed: it may or may not have taken effect.
+    pub(crate) fn fail(&mut self, id: CommitId) -> Result<(), String> {
+        let commit = self.commit_mut(id)?;
+        commit.outcome = Outcome::Unknown;
+        let above = commit.above;
+        for &(key, _) in &commit.writes.clone() {
+            let lowest = self.uncertain.entry(key).or_insert(above);
+            *lowest = (*lowest).min(above);
+        }
+        Ok(())
+    }
+
+    /// Commits still pending when their process crashed: their outcome is unknown.
+    pub(crate) fn fail_pending(&mut self) -> Result<(), String> {
+        let pending: Vec<CommitId> = self
+            .commits
+            .iter()
+            .filter(|(_, commit)| commit.outcome == Outcome::Pending)
+            .map(|(&id, _)| id)
+            .collect();
+        pending.into_iter().try_for_each(|id| self.fail(id))
+    }
+
+    fn commit_mut(&mut self, id: CommitId) -> Result<&mut Commit, String> {
+        self.commits
+            .get_mut(&id)
+            .ok_or_else(|| format!("commit {id:#x} was never issued"))
+    }
+
+    /// The acknowledged timestamps, ascending.
+    pub(crate) fn acknowledged_timestamps(&self) -> Vec<u64> {
+        let mut timestamps: Vec<u64> = self
+            .commits
+            .values()
+            .filter_map(|commit| match commit.outcome {
+                Outcome::Acknowledged { ts, .. } => Some(ts),
+                _ => None,
+            })
+            .collect();
+        timestamps.sort_unstable();
+        timestamps
+    }
+
+    /// Records what a read saw, to be checked by [`Model::check_observations`].
+    pub(crate) fn observe(&mut self, observation: Observation) {
+        self.observations.push(observation);
+    }
+
+    /// The version of `key` the model has at `ts`: the commit, `None` for no row.
+    fn expected(&self, key: u64, ts: u64) -> Option<CommitId> {
+        self.versions
+            .get(&key)
+            .and_then(|versions| versions.range(..=ts).next_back())
+            .and_then(|(_, commit)| *commit)
+    }
+
+    /// Whether a read of `key` at `ts` may show an unknown commit's version.
+    fn is_uncertain(&self, key: u64, ts: u64) -> bool {
+        self.uncertain.get(&key).is_some_and(|&lowest| lowest < ts)
+    }
+
+    /// Whether `seen` is a version a read of `key` at `ts` may return; with `commit_at_least`
+    /// versions below it read as no row.
+    fn allows(
+        &self,
+        key: u64,
+        ts: u64,
+        seen: Option<CommitId>,
+        commit_at_least: Option<CommitId>,
+    ) -> bool {
+        let filtered = |commit: Option<CommitId>| {
+            commit.filter(|&id| commit_at_least.is_none_or(|least| id >= least))
+        };
+        if seen == filtered(self.expected(key, ts)) {
+            return true;
+        }
+        if !self.is_uncertain(key, ts) {
+            return false;
+        }
+        // An unknown commit's version, or the absence one of its deletes (or a filtered-out
+        // version of it) left.
+        match seen {
+            None => self.commits.iter().any(|(&id, commit)| {
+                commit.outcome == Outcome::Unknown
+                    && commit.above < ts
+                    && (commit.writes.contains(&(key, true))
+                        || (commit.writes.contains(&(key, false)) && filtered(Some(id)).is_none()))
+            }),
+            Some(id) => self.commits.get(&id).is_some_and(|commit| {
+                commit.outcome == Outcome::Unknown
+                    && commit.above < ts
+                    && commit.writes.contains(&(key, false))
+            }),
+        }
+    }
+
+    /// Checks every recorded read against the model and forgets them. Call once every commit
+    /// issued before the reads has an outcome.
+    pub(crate) fn check_observations(&mut self) -> Result<usize, String> {
+        let observations = std::mem::take(&mut self.observations);
+        for observation in &observations {
+            self.check(observation)?;
+        }
+        Ok(observations.len())
+    }
+
+    /// Checks one read now.
+    pub(crate) fn check(&self, observation: &Observation) -> Result<(), String> {
+        for (&key, &seen) in &observation.seen {
+            if !self.allows(key, observation.ts, seen, observation.commit_at_least) {
+                let history: Vec<String> = self
+                    .versions
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|(ts, commit)| match commit {
+                        Some(id) => format!("{ts}:{id:#x}"),
+                        None => format!("{ts}:deleted"),
+                    })
+                    .collect();
+                return Err(format!(
+                    "{} at ts {}: key {key} shows {} but the model has {} (acknowledged versions {}; {})",
+                    observation.what,
+                    observation.ts,
+                    describe(seen),
+                    describe(self.expected(key, observation.ts)),
+                    history.join(" "),
+                    if self.is_uncertain(key, observation.ts) {
+                        "an unknown commit wrote it"
+                    } else {
+                        "no unknown commit wrote it"
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a reopen that recovered up to `recovered` (the newest timestamp the database
+    /// has): acknowledged commits above it must be ones whose durability was not promised, and
+    /// are lost — all of them, so that what survives is a prefix of the commit order.
+    pub(crate) fn recover(&mut self, recovered: u64, power_lost: bool) -> Result<u64, String> {
+        let mut lost = 0;
+        for (&id, commit) in &mut self.commits {
+            let Outcome::Acknowledged { ts, durable } = commit.outcome else {
+                continue;
+            };
+            if ts <= recovered {
+                continue;
+            }
+            if durable || !power_lost {
+                return Err(format!(
+                    "commit {id:#x}, acknowledged at {ts}{}, is gone: the database recovered only up to {recovered}{}",
+                    if durable { " as durable" } else { "" },
+                    if power_lost {
+                        ""
+                    } else {
+                        " after a process crash, which loses nothing acknowledged"
+                    }
+                ));
+            }
+            commit.outcome = Outcome::Lost;
+            lost += 1;
+            for &(key, _) in &commit.writes {
+                if let Some(versions) = self.versions.get_mut(&key) {
+                    versions.remove(&ts);
+                }
+            }
+        }
+        self.newest = self.newest.min(recovered);
+        Ok(lost)
+    }
+}
+
+fn describe(commit: Option<CommitId>) -> String {
+    commit.map_or_else(|| "no row".to_owned(), |id| format!("commit {id:#x}"))
+}

@@ -1,0 +1,395 @@
+//! The workload: concurrent clients doing what users do — upserts, deletes, lookups, filtered
+//! scans, snapshots held across other work, time-travel reads, flushes — each operation drawn
+//! from the seed, each answer handed to the model.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use damselfly::arrow_array::cast::AsArray;
+use damselfly::arrow_array::types::UInt64Type;
+use damselfly::arrow_array::{RecordBatch, UInt64Array};
+use damselfly::arrow_schema::{DataType, Field, Schema, SchemaRef};
+use damselfly::runtime::Runtime;
+use damselfly::{Db, Error, ErrorKind, Expr, Snapshot};
+
+use super::model::{CommitId, Model, Observation, Write};
+
+/// The key space: small, so that commits overwrite each other's keys often.
+pub(crate) const KEYS: u64 = 256;
+
+/// The table every simulated run uses: a key and the id of the commit that wrote the row.
+pub(crate) fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::UInt64, false),
+        Field::new("commit", DataType::UInt64, false),
+    ]))
+}
+
+/// What the clients of one incarnation share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) model: Mutex<Model>,
+    /// Operations left in this incarnation.
+    pub(crate) budget: AtomicU64,
+    /// Operations done, in all incarnations.
+    pub(crate) done: AtomicU64,
+    /// The last commit id handed out: ids are unique over the whole run.
+    last_commit: AtomicU64,
+    /// Set when the process crashed: answers that arrive later are ignored.
+    pub(crate) crashed: AtomicBool,
+    /// Whether acknowledged commits are durable (the WAL syncs before acknowledging).
+    pub(crate) durable_acks: bool,
+    /// Errors that must match a fault: `Corruption` needs a bit flip.
+    pub(crate) corruption: Mutex<Vec<String>>,
+    /// The first broken promise; stops the run.
+    pub(crate) failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(durable_acks: bool) -> Shared {
+        Shared {
+            model: Mutex::new(Model::default()),
+            budget: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            last_commit: AtomicU64::new(0),
+            crashed: AtomicBool::new(false),
+            durable_acks,
+            corruption: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn model(&self) -> MutexGuard<'_, Model> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn fail(&self, failure: String) {
+        let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(failure);
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn stopped(&self) -> bool {
+        self.crashed.load(Ordering::SeqCst) || self.failure().is_some()
+    }
+
+    /// Takes one operation from the budget; `false` when it is spent.
+    fn take_operation(&self) -> bool {
+        let taken = self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if taken {
+            self.done.fetch_add(1, Ordering::SeqCst);
+        }
+        taken
+    }
+}
+
+/// How an operation ended, for the client loop.
+enum Next {
+    Continue,
+    /// The database failed or the process crashed: this client stops.
+    Stop,
+}
+
+/// One client: draws operations from `random` until the budget is spent or the database fails.
+pub(crate) async fn client(
+    db: Db,
+    runtime: Arc<dyn Runtime>,
+    shared: Arc<Shared>,
+    mut random: fastrand::Rng,
+    faults_expected: bool,
+) {
+    while !shared.stopped() && shared.take_operation() {
+        let think = Duration::from_micros(random.u64(0..20_000));
+        runtime.sleep(think).await;
+        if shared.stopped() {
+            return;
+        }
+        let commit = shared.last_commit.fetch_add(1, Ordering::SeqCst) + 1;
+        let result = match random.u8(0..100) {
+            0..=39 => write(&db, &shared, &mut random, commit, false).await,
+            40..=49 => write(&db, &shared, &mut random, commit, true).await,
+            50..=64 => read(&db, &shared, &mut random, None).await,
+            65..=74 => stable_snapshot(&db, &shared, &mut random, &runtime).await,
+            75..=89 => {
+                let timestamps = shared.model().acknowledged_timestamps();
+                match timestamps.get(random.usize(0..timestamps.len().max(1))) {
+                    Some(&ts) => read(&db, &shared, &mut random, Some(ts)).await,
+                    None => Ok(Next::Continue),
+                }
+            }
+            _ => db.flush().await.map(|()| Next::Continue),
+        };
+        match result {
+            Ok(Next::Continue) => {}
+            Ok(Next::Stop) => return,
+            Err(error) => {
+                if !judge_error(&shared, &error, faults_expected) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Decides what an error means: `true` if the client may go on.
+fn judge_error(shared: &Shared, error: &Error, faults_expected: bool) -> bool {
+    if shared.crashed.load(Ordering::SeqCst) {
+        return false;
+    }
+    match error.kind() {
+        ErrorKind::Corruption => {
+            shared
+                .corruption
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(error.to_string());
+            false
+        }
+        ErrorKind::Io | ErrorKind::Closed if faults_expected => false,
+        _ => {
+            shared.fail(format!("unexpected error: {error} ({:?})", error.kind()));
+            false
+        }
+    }
+}
+
+/// Upserts (or deletes) a few keys in one commit.
+async fn write(
+    db: &Db,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+    commit: CommitId,
+    delete: bool,
+) -> Result<Next, Error> {
+    let count = random.u64(1..9);
+    let mut keys: Vec<u64> = if random.bool() {
+        let first = random.u64(0..KEYS - count);
+        (first..first + count).collect()
+    } else {
+        (0..count).map(|_| random.u64(0..KEYS)).collect()
+    };
+    keys.sort_unstable();
+    keys.dedup();
+    let writes: Vec<Write> = keys.iter().map(|&key| (key, delete)).collect();
+    shared.model().issue(commit, writes);
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(UInt64Array::from(keys.clone())),
+            Arc::new(UInt64Array::from(vec![commit; keys.len()])),
+        ],
+    )
+    .expect("two non-null u64 columns of one length fit the schema");
+    let result = if delete {
+        db.ingest_with_tombstones(batch, vec![true; keys.len()])
+            .await
+    } else {
+        db.ingest(batch).await
+    };
+    let mut model = shared.model();
+    let recorded = match &result {
+        Ok(ts) => model.acknowledge(commit, ts.get(), shared.durable_acks),
+        Err(_) => model.fail(commit),
+    };
+    drop(model);
+    if let Err(failure) = recorded {
+        shared.fail(failure);
+        return Ok(Next::Stop);
+    }
+    result.map(|_| Next::Continue)
+}
+
+/// One read through a snapshot — now, or at `at` (time travel) — of a kind drawn at random:
+/// a full scan, a key range, a filter on the commit column (MVCC-correct pushdown), or a get.
+async fn read(
+    db: &Db,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+    at: Option<u64>,
+) -> Result<Next, Error> {
+    let snapshot = match at {
+        Some(ts) => match db.snapshot_at(ts.into()).await {
+            // Beyond the retention: allowed, and says so.
+            Err(error) if error.kind() == ErrorKind::InvalidInput => return Ok(Next::Continue),
+            other => other?,
+        },
+        None => db.begin_snapshot().await?,
+    };
+    match read_snapshot(&snapshot, shared, random).await? {
+        Some(observation) => Ok(record(shared, observation)),
+        None => Ok(Next::Stop),
+    }
+}
+
+/// Reads one random kind of query from `snapshot`; `None` if the answer broke a promise of
+/// its own (recorded in `shared`).
+async fn read_snapshot(
+    snapshot: &Snapshot,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+) -> Result<Option<Observation>, Error> {
+    let ts = snapshot.timestamp().get();
+    let (low, high) = {
+        let (a, b) = (random.u64(0..KEYS), random.u64(0..KEYS));
+        (a.min(b), a.max(b))
+    };
+    let mut commit_at_least = None;
+    let (what, batches, in_scope): (String, Vec<RecordBatch>, Box<dyn Fn(u64) -> bool>) =
+        match random.u8(0..4) {
+            0 => (
+                "scan".to_owned(),
+                snapshot.scan().collect().await?,
+                Box::new(|_| true),
+            ),
+            1 => (
+                format!("scan id between {low} and {high}"),
+                snapshot
+                    .scan()
+                    .filter(Expr::col("id").between(low, high))
+                    .collect()
+                    .await?,
+                Box::new(move |key| (low..=high).contains(&key)),
+            ),
+            2 => {
+                // Commit ids grow over the run: the filter keeps some versions, and must decide
+                // on the newest visible one, never an older one that matches.
+                let threshold = random.u64(0..=shared.last_commit.load(Ordering::SeqCst));
+                commit_at_least = Some(threshold);
+                (
+                    format!("scan commit >= {threshold:#x}"),
+                    snapshot
+                        .scan()
+                        .filter(Expr::col("commit").ge(threshold))
+                        .collect()
+                        .await?,
+                    Box::new(|_| true),
+                )
+            }
+            _ => {
+                let key = random.u64(0..KEYS);
+                let batches = snapshot.get(key).await?.into_iter().collect();
+                (
+                    format!("get {key}"),
+                    batches,
+                    Box::new(move |found| found == key),
+                )
+            }
+        };
+    let Some(rows) = rows(&batches, &what, shared) else {
+        return Ok(None);
+    };
+    let mut seen: BTreeMap<u64, Option<CommitId>> = (0..KEYS)
+        .filter(|&key| in_scope(key))
+        .map(|key| (key, None))
+        .collect();
+    for (key, commit) in rows {
+        let outside = !in_scope(key) || commit_at_least.is_some_and(|least| commit < least);
+        if outside {
+            shared.fail(format!(
+                "{what} at ts {ts} returned key {key} of commit {commit:#x}, which the query excludes"
+            ));
+            return Ok(None);
+        }
+        seen.insert(key, Some(commit));
+    }
+    Ok(Some(Observation {
+        what,
+        ts,
+        seen,
+        commit_at_least,
+    }))
+}
+
+/// The `(id, commit)` rows of `batches`; `None` (recorded as a failure) unless they are in key
+/// order without duplicates.
+fn rows(batches: &[RecordBatch], what: &str, shared: &Shared) -> Option<Vec<(u64, u64)>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let ids = batch.column_by_name("id")?.as_primitive::<UInt64Type>();
+        let commits = batch.column_by_name("commit")?.as_primitive::<UInt64Type>();
+        rows.extend(
+            ids.values()
+                .iter()
+                .copied()
+                .zip(commits.values().iter().copied()),
+        );
+    }
+    if let Some(pair) = rows.windows(2).find(|pair| pair[0].0 >= pair[1].0) {
+        shared.fail(format!(
+            "{what} returned keys out of order or twice: {} then {}",
+            pair[0].0, pair[1].0
+        ));
+        return None;
+    }
+    Some(rows)
+}
+
+/// Hands a read to the model; reads that completed after a crash are ignored.
+fn record(shared: &Shared, observation: Observation) -> Next {
+    if shared.crashed.load(Ordering::SeqCst) {
+        return Next::Stop;
+    }
+    shared.model().observe(observation);
+    Next::Continue
+}
+
+/// Takes a snapshot, reads it, lets other work (a flush, maybe) happen, and reads it again:
+/// both reads must be equal, whatever was committed or flushed meanwhile.
+async fn stable_snapshot(
+    db: &Db,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+    runtime: &Arc<dyn Runtime>,
+) -> Result<Next, Error> {
+    let snapshot = db.begin_snapshot().await?;
+    let Some(first) = rows(&snapshot.scan().collect().await?, "snapshot scan", shared) else {
+        return Ok(Next::Stop);
+    };
+    if random.bool() {
+        db.flush().await?;
+    } else {
+        runtime
+            .sleep(Duration::from_millis(random.u64(1..200)))
+            .await;
+    }
+    let Some(second) = rows(
+        &snapshot.scan().collect().await?,
+        "snapshot scan again",
+        shared,
+    ) else {
+        return Ok(Next::Stop);
+    };
+    if first != second && !shared.crashed.load(Ordering::SeqCst) {
+        shared.fail(format!(
+            "snapshot at ts {} changed: {} rows, then {} rows",
+            snapshot.timestamp(),
+            first.len(),
+            second.len()
+        ));
+        return Ok(Next::Stop);
+    }
+    let seen = (0..KEYS)
+        .map(|key| (key, None))
+        .chain(second.into_iter().map(|(key, commit)| (key, Some(commit))))
+        .collect();
+    let observation = Observation {
+        what: "snapshot scan".to_owned(),
+        ts: snapshot.timestamp().get(),
+        seen,
+        commit_at_least: None,
+    };
+    Ok(record(shared, observation))
+}
