@@ -274,10 +274,6 @@ impl TraceHook {
 }
 
 impl StorageHook for TraceHook {
-    fn before(&self, _call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn after(
         &self,
         call: StorageCall<'_>,

@@ -108,10 +108,6 @@ struct LostAnswer {
 }
 
 impl StorageHook for LostAnswer {
-    fn before(&self, _call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn after(
         &self,
         call: StorageCall<'_>,

@@ -114,13 +114,6 @@ fn memory(case: Case) {
 struct Recorder(std::sync::Mutex<Vec<String>>);
 
 impl super::StorageHook for Recorder {
-    fn before(
-        &self,
-        _call: super::StorageCall<'_>,
-    ) -> BoxFuture<'static, Result<(), super::StorageError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn after(
         &self,
         call: super::StorageCall<'_>,
@@ -167,13 +160,6 @@ fn a_hook_sees_every_outcome() {
 struct AppliedButFailed;
 
 impl super::StorageHook for AppliedButFailed {
-    fn before(
-        &self,
-        _call: super::StorageCall<'_>,
-    ) -> BoxFuture<'static, Result<(), super::StorageError>> {
-        Box::pin(async { Ok(()) })
-    }
-
     fn after(
         &self,
         call: super::StorageCall<'_>,
