@@ -14,24 +14,56 @@ use super::model::{Model, random_model};
 use super::*;
 use crate::table::TableSchema;
 
-fn try_open(model: &Model, bytes: Bytes) -> Result<SstReader, SstError> {
+const PATH: &str = "sst/1.parquet";
+
+/// Opens `bytes` as an SST whose descriptor gives its footer the checksum `footer`.
+fn try_open(model: &Model, bytes: Bytes, footer: FooterChecksum) -> Result<SstReader, SstError> {
     let storage = Arc::new(MemoryStorage::new());
-    smol::block_on(storage.put("sst/1.parquet", bytes)).expect("put");
+    smol::block_on(storage.put(PATH, bytes)).expect("put");
     smol::block_on(SstReader::open(
         storage,
-        "sst/1.parquet",
+        PATH,
         Arc::clone(&model.table),
         Arc::new(BlockCache::default()),
+        footer,
     ))
+}
+
+/// The checksum a descriptor of `bytes` would give their footer, if they were an SST: of the
+/// Parquet footer their last 8 bytes describe, or of those 8 bytes when that does not fit.
+fn footer_of(bytes: &[u8]) -> FooterChecksum {
+    let tail = &bytes[bytes.len().saturating_sub(8)..];
+    let metadata = tail.get(..4).map_or(0, |length| {
+        u32::from_le_bytes(length.try_into().expect("4 bytes")) as usize
+    });
+    let footer = if metadata + 8 <= bytes.len() {
+        metadata + 8
+    } else {
+        tail.len()
+    };
+    FooterChecksum::of(&bytes[bytes.len() - footer..])
+}
+
+/// Whether `error` reports the file at [`PATH`] as corrupt.
+fn is_corrupt(error: &SstError) -> bool {
+    match error {
+        SstError::Corrupt { path, reason } => path == PATH && !reason.is_empty(),
+        SstError::ChecksumMismatch {
+            path,
+            range,
+            expected,
+            found,
+        } => path == PATH && !range.is_empty() && expected != found,
+        _ => false,
+    }
 }
 
 fn assert_corrupt(result: Result<SstReader, SstError>, context: &str) {
     match result {
-        Err(SstError::Corrupt { path, reason }) => {
-            assert_eq!(path, "sst/1.parquet");
-            assert!(!reason.is_empty());
-        }
-        Err(other) => panic!("{context}: expected Corrupt, got {other}"),
+        Err(error) => assert!(
+            is_corrupt(&error),
+            "{context}: expected corruption, got {error}"
+        ),
         Ok(_) => panic!("{context}: a damaged file opened"),
     }
 }
@@ -58,7 +90,7 @@ fn truncated_files_are_corrupt() {
     cuts.extend((1..20).map(|part| length * part / 20));
     for cut in cuts {
         assert_corrupt(
-            try_open(&model, sst.bytes.slice(..cut)),
+            try_open(&model, sst.bytes.slice(..cut), sst.info.footer),
             &format!("cut at {cut}"),
         );
     }
@@ -79,8 +111,10 @@ fn garbage_is_corrupt() {
                 bytes[length - 8..length - 4].copy_from_slice(&(metadata as u32).to_le_bytes());
                 bytes[length - 4..].copy_from_slice(b"PAR1");
             }
+            // A descriptor that vouches for the garbage's footer: the decoder must refuse it.
+            let footer = footer_of(&bytes);
             assert_corrupt(
-                try_open(&model, Bytes::from(bytes)),
+                try_open(&model, Bytes::from(bytes), footer),
                 &format!("seed {seed} round {round}"),
             );
         }
@@ -111,7 +145,7 @@ fn damaged_files_never_panic() {
                 };
                 let position = bytes.len() - 1 - rng.usize(..span);
                 bytes[position] ^= rng.u8(1..);
-                if let Ok(reader) = try_open(&model, Bytes::from(bytes)) {
+                if let Ok(reader) = try_open(&model, Bytes::from(bytes), sst.info.footer) {
                     exercise(&model, &reader);
                 }
             }
@@ -126,12 +160,13 @@ fn files_of_other_tables_are_corrupt() {
     let other_schema = Schema::new(vec![Field::new("id", DataType::UInt64, false)]);
     let other = Arc::new(TableSchema::new(Arc::new(other_schema.clone()), &["id"]).expect("table"));
     let storage = Arc::new(MemoryStorage::new());
-    smol::block_on(storage.put("sst/1.parquet", sst.bytes.clone())).expect("put");
+    smol::block_on(storage.put(PATH, sst.bytes.clone())).expect("put");
     let result = smol::block_on(SstReader::open(
         storage,
-        "sst/1.parquet",
+        PATH,
         Arc::clone(&other),
         Arc::new(BlockCache::default()),
+        sst.info.footer,
     ));
     assert!(matches!(result, Err(SstError::Corrupt { reason, .. }) if reason.contains("schema")));
 
@@ -152,7 +187,8 @@ fn files_of_other_tables_are_corrupt() {
     let mut writer = ArrowWriter::try_new(&mut plain, batch.schema(), None).expect("writer");
     writer.write(&batch).expect("write");
     writer.close().expect("close");
-    let result = try_open(&other_model, Bytes::from(plain));
+    let footer = footer_of(&plain);
+    let result = try_open(&other_model, Bytes::from(plain), footer);
     assert!(
         matches!(result, Err(SstError::Corrupt { reason, .. }) if reason.contains(SST_METADATA_KEY))
     );
