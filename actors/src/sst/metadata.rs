@@ -13,6 +13,7 @@ use std::sync::Arc;
 use damselfly_runtimes::Storage;
 use parquet::DecodeResult;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::basic::Encoding;
 use parquet::file::metadata::{
     FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder, ParquetMetaDataReader,
 };
@@ -246,8 +247,9 @@ fn check_footer(
     Ok(())
 }
 
-/// Column chunks and pages must lie inside the file, pages in row order: Parquet's reader
-/// trusts these offsets (and panics on some bad ones).
+/// Column chunks and pages must lie inside the file, pages in row order, and a dictionary
+/// encoded chunk must have a dictionary: Parquet's reader trusts these (and panics on some bad
+/// ones).
 fn check_layout(parquet: &ParquetMetaData, file_len: u64) -> Result<(), String> {
     for (index, group) in parquet.row_groups().iter().enumerate() {
         for (leaf, column) in group.columns().iter().enumerate() {
@@ -264,6 +266,17 @@ fn check_layout(parquet: &ParquetMetaData, file_len: u64) -> Result<(), String> 
                 return Err(format!(
                     "row group {index} column {leaf} claims bytes {start}+{length} of a \
                      {file_len}-byte file"
+                ));
+            }
+            let dictionary_encoded = column.encodings().any(|encoding| {
+                matches!(
+                    encoding,
+                    Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+                )
+            });
+            if dictionary_encoded && column.dictionary_page_offset().is_none() {
+                return Err(format!(
+                    "row group {index} column {leaf} is dictionary encoded but has no dictionary"
                 ));
             }
             let page_index = parquet.page_index_for_row_group(index);

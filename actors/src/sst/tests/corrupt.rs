@@ -121,8 +121,10 @@ fn garbage_is_corrupt() {
     }
 }
 
+/// Damage the checksums cannot see — metadata that was wrong before its checksum was taken, as a
+/// writer bug or a lying descriptor would make it — is refused or read without a panic.
 #[test]
-fn damaged_files_never_panic() {
+fn damaged_metadata_with_a_matching_checksum_never_panics() {
     let model = random_model(13, 120, 3, 20);
     for compression in [SstCompression::Zstd(1), SstCompression::Uncompressed] {
         let options = SstOptions {
@@ -130,22 +132,18 @@ fn damaged_files_never_panic() {
             ..small_options()
         };
         let sst = encode(&model, &options, 13);
+        let footer_start = sst.bytes.len() - sst.info.footer.bytes as usize;
         for seed in seeds() {
             println!(
                 "seed {seed} (replay: SST_TEST_SEED={seed} cargo test -p damselfly-actors sst)"
             );
             let mut rng = fastrand::Rng::with_seed(seed);
-            for round in 0..100 {
+            for _ in 0..100 {
                 let mut bytes = sst.bytes.to_vec();
-                // Half the damage lands in the metadata at the tail, half anywhere.
-                let span = if round % 2 == 0 {
-                    bytes.len().min(4096)
-                } else {
-                    bytes.len()
-                };
-                let position = bytes.len() - 1 - rng.usize(..span);
+                let position = rng.usize(footer_start..bytes.len());
                 bytes[position] ^= rng.u8(1..);
-                if let Ok(reader) = try_open(&model, Bytes::from(bytes), sst.info.footer) {
+                let footer = footer_of(&bytes);
+                if let Ok(reader) = try_open(&model, Bytes::from(bytes), footer) {
                     exercise(&model, &reader);
                 }
             }
