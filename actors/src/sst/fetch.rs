@@ -100,10 +100,12 @@ impl SstFile {
                 self.len()
             )));
         }
-        // Each range widened to whole units, with its index, in file order.
+        // Each range widened to whole units, with its index, in file order (an empty range
+        // needs no read).
         let mut reads: Vec<(Range<u64>, usize)> = ranges
             .iter()
             .enumerate()
+            .filter(|(_, range)| !range.is_empty())
             .map(|(index, range)| (self.checksums.widen(range.clone()), index))
             .collect();
         reads.sort_by_key(|(widened, _)| (widened.start, widened.end));
@@ -166,5 +168,65 @@ pub(crate) async fn next_reader(
             DecodeResult::Data(reader) => return Ok(Some(reader)),
             DecodeResult::Finished => return Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use damselfly_runtimes::MemoryStorage;
+
+    use super::*;
+    use crate::sst::checksum::{FooterChecksum, Stripes};
+
+    /// A 100-byte file (a 90-byte body in 32-byte stripes, a 10-byte footer) whose last 30 bytes
+    /// were read when it was opened.
+    fn file(bytes: &[u8]) -> SstFile {
+        let storage = Arc::new(MemoryStorage::new());
+        let written: Vec<u8> = (0..100).collect();
+        smol::block_on(storage.put("f", Bytes::copy_from_slice(bytes))).expect("put");
+        let checksums = FileChecksums::new(
+            Stripes::of(&written[..90], 32),
+            FooterChecksum::of(&written[90..]),
+            100,
+        )
+        .expect("checksums");
+        let tail = Bytes::copy_from_slice(&bytes[70..]);
+        SstFile::new(storage, "f", checksums, 70, tail).expect("an intact tail")
+    }
+
+    #[test]
+    fn reads_return_exactly_the_ranges_asked_for() {
+        let bytes: Vec<u8> = (0..100).collect();
+        let file = file(&bytes);
+        assert_eq!(file.tail().0, 90..100, "the tail starts at a unit boundary");
+        let ranges = [70..95, 5..10, 40..40, 0..0, 33..34];
+        let buffers = smol::block_on(file.read_ranges(&ranges)).expect("reads");
+        for (range, buffer) in ranges.iter().zip(&buffers) {
+            let range = range.start as usize..range.end as usize;
+            assert_eq!(buffer.as_ref(), &bytes[range]);
+        }
+        let buffers = smol::block_on(file.read_ranges(&[45..45, 70..80])).expect("reads");
+        assert_eq!((buffers[0].len(), buffers[1].as_ref()), (0, &bytes[70..80]));
+        let near_tail = smol::block_on(file.read_near_tail(91..99)).expect("from the tail");
+        assert_eq!(near_tail.as_ref(), &bytes[91..99]);
+        let outside = smol::block_on(file.read_near_tail(95..101));
+        assert!(
+            matches!(outside, Err(SstError::Corrupt { .. })),
+            "{outside:?}"
+        );
+    }
+
+    #[test]
+    fn damage_outside_the_ranges_asked_for_is_caught_in_their_stripes() {
+        let mut bytes: Vec<u8> = (0..100).collect();
+        bytes[60] ^= 1;
+        let file = file(&bytes);
+        let read = smol::block_on(file.read_near_tail(40..41));
+        assert!(
+            matches!(&read, Err(SstError::ChecksumMismatch { range, .. }) if *range == (32..64)),
+            "{read:?}"
+        );
+        let elsewhere = smol::block_on(file.read_near_tail(0..10)).expect("another stripe");
+        assert_eq!(elsewhere.as_ref(), &bytes[0..10]);
     }
 }
