@@ -25,7 +25,7 @@ use super::SstError;
 /// (a page of 4096 rows is a few KiB to a few tens of KiB compressed); a much smaller one makes
 /// the list of checksums in the footer long (about 11 bytes of JSON per stripe), and every open
 /// reads and parses it. On the benchmark table (3–4 KiB pages) a lookup that reads its block
-/// took 2–4% longer than without checksums with 4 KiB or 16 KiB stripes and 7–10% with 64 KiB;
+/// took 2–5% longer than without checksums with 4 KiB or 16 KiB stripes and 7–10% with 64 KiB;
 /// 16 KiB stripes add 0.07% to the file, 4 KiB ones 0.27% (`docs/format.md`, "Checksums").
 pub const DEFAULT_STRIPE_BYTES: usize = 16 << 10;
 
