@@ -97,8 +97,8 @@ impl FileChecksums {
         let expected = footer_start.div_ceil(stripes.stripe_bytes);
         if stripes.crc32c.len() as u64 != expected {
             return Err(format!(
-                "its footer lists {} stripe checksums, but its {footer_start}-byte body has {expected} \
-                 stripes of {} bytes",
+                "its footer lists {} stripe checksums, but its {footer_start}-byte body has \
+                 {expected} stripes of {} bytes",
                 stripes.crc32c.len(),
                 stripes.stripe_bytes
             ));
