@@ -205,7 +205,7 @@ impl From<SstError> for Error {
     fn from(error: SstError) -> Self {
         let kind = match &error {
             SstError::Storage(storage) => storage_kind(storage.kind),
-            SstError::Corrupt { .. } => ErrorKind::Corruption,
+            SstError::Corrupt { .. } | SstError::ChecksumMismatch { .. } => ErrorKind::Corruption,
             _ => ErrorKind::Internal,
         };
         Self::with_source(kind, error)

@@ -176,6 +176,7 @@ async fn open_ssts(
             &sst.path(),
             Arc::clone(table),
             Arc::clone(cache),
+            sst.footer_checksum(),
         )
         .await?;
         readers.insert(sst.id, Arc::new(reader));

@@ -1,6 +1,6 @@
 //! Reads after `flush()`: full scans and a one-column projection against arrow-rs's
-//! `ParquetRecordBatchReader` over the same SST files, scans of 1% key ranges, warm point
-//! lookups, and bytes on disk against one arrow-rs zstd file of the same rows.
+//! `ParquetRecordBatchReader` over the same SST files, scans of 1% key ranges, warm and cold
+//! point lookups, and bytes on disk against one arrow-rs zstd file of the same rows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,13 +15,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::Report;
 use crate::data::{ROWS, rows};
-use crate::writes::{BULK_BATCH, open, write_arrow_file};
+use crate::writes::{BULK_BATCH, open, open_with, write_arrow_file};
 
 /// Rows per output batch, for the engine (its default) and for arrow-rs alike.
 const BATCH_ROWS: usize = 8192;
 /// Each scan runs this many times; the best run counts.
 const RUNS: usize = 5;
 const LOOKUPS: usize = 20_000;
+/// Lookups without a block cache: each reads and decodes its block.
+const COLD_LOOKUPS: usize = 2_000;
 const RANGE_SCANS: usize = 200;
 
 pub async fn reads(runtime: Arc<dyn Runtime>, folder: &Path) -> Vec<Report> {
@@ -57,7 +59,7 @@ pub async fn reads(runtime: Arc<dyn Runtime>, folder: &Path) -> Vec<Report> {
         ),
     ];
     reports.push(range_scans(&db).await);
-    reports.push(gets(&db).await);
+    reports.push(gets(&db, "get", LOOKUPS, LOOKUPS).await);
     reports.push(Report::new(
         "SST bytes / arrow-rs",
         sst_bytes as f64 / arrow_bytes as f64,
@@ -65,6 +67,9 @@ pub async fn reads(runtime: Arc<dyn Runtime>, folder: &Path) -> Vec<Report> {
     ));
     reports.push(Report::new("SST files", files.len() as f64, "files"));
     db.close().await.expect("a clean close");
+    let cold = open_with(&runtime, &root, |builder| builder.block_cache_bytes(0)).await;
+    reports.push(gets(&cold, "get cold", 0, COLD_LOOKUPS).await);
+    cold.close().await.expect("a clean close");
     reports
 }
 
@@ -149,8 +154,8 @@ fn arrow_rs(files: &[PathBuf], column: Option<usize>) -> usize {
     rows
 }
 
-/// `get` of random existing keys, after as many lookups to warm the block cache.
-async fn gets(db: &Db) -> Report {
+/// `lookups` gets of random existing keys, after `warm_up` lookups to warm the block cache.
+async fn gets(db: &Db, label: &str, warm_up: usize, lookups: usize) -> Report {
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let mut next_key = move || {
         state ^= state << 13;
@@ -158,15 +163,15 @@ async fn gets(db: &Db) -> Report {
         state ^= state << 17;
         state % ROWS
     };
-    for _ in 0..LOOKUPS {
+    for _ in 0..warm_up {
         db.get(next_key())
             .await
             .expect("a lookup")
             .expect("the key exists");
     }
-    let mut latencies = Vec::with_capacity(LOOKUPS);
+    let mut latencies = Vec::with_capacity(lookups);
     let started = Instant::now();
-    for _ in 0..LOOKUPS {
+    for _ in 0..lookups {
         let key = next_key();
         let begun = Instant::now();
         let row = db.get(key).await.expect("a lookup");
@@ -176,5 +181,5 @@ async fn gets(db: &Db) -> Report {
             "key {key} exists"
         );
     }
-    Report::per_second("get", "gets/s", latencies, started.elapsed())
+    Report::per_second(label, "gets/s", latencies, started.elapsed())
 }

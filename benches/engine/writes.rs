@@ -70,9 +70,19 @@ pub fn write_arrow_file(path: &Path, batches: impl IntoIterator<Item = RecordBat
 }
 
 pub async fn open(runtime: &Arc<dyn Runtime>, folder: &Path) -> Db {
-    DbBuilder::from_schema_key_name(schema(), "id")
+    open_with(runtime, folder, |builder| builder).await
+}
+
+/// Opens the benchmark's database in `folder` with the defaults changed by `configure`.
+pub async fn open_with(
+    runtime: &Arc<dyn Runtime>,
+    folder: &Path,
+    configure: impl FnOnce(DbBuilder) -> DbBuilder,
+) -> Db {
+    let builder = DbBuilder::from_schema_key_name(schema(), "id")
         .and_then(|builder| builder.on_disk(folder))
-        .expect("a valid builder")
+        .expect("a valid builder");
+    configure(builder)
         .open(Arc::clone(runtime))
         .await
         .expect("the database opens")

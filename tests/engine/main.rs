@@ -23,6 +23,7 @@ mod pruning;
 mod restart;
 mod scan_filters;
 mod snapshot_stability;
+mod sst_corruption;
 mod time_travel;
 mod wal_corruption;
 mod wal_sync_policies;

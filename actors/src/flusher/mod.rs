@@ -177,6 +177,7 @@ impl Flusher {
             &path,
             Arc::clone(&context.table),
             Arc::clone(&context.cache),
+            encoded.info.footer,
         )
         .await?;
         let descriptor = level_zero_descriptor(id, &encoded.info);
@@ -257,6 +258,8 @@ fn level_zero_descriptor(id: u64, info: &SstInfo) -> SstDescriptor {
         max_timestamp: info.max_ts,
         deletes: info.deletes,
         unique_keys: info.unique_keys,
+        footer_bytes: info.footer.bytes,
+        footer_crc32c: info.footer.crc32c,
     }
 }
 

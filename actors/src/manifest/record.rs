@@ -4,7 +4,7 @@
 //! two lines, each a JSON document (`jq . FILE` prints both):
 //!
 //! ```text
-//! {"format":1,"crc32c":1234567890,"length":812}
+//! {"format":2,"crc32c":1234567890,"length":812}
 //! {"number":7,"epoch":2,"last_commit":41,...}
 //! ```
 //!
@@ -16,7 +16,7 @@
 //! that its number is the one in the name — anything else is [`ManifestError::Corrupt`] naming
 //! the path and what is wrong.
 //!
-//! Evolving the format: a field that older readers may safely ignore can be added to format 1
+//! Evolving the format: a field that older readers may safely ignore can be added to a format
 //! (they skip unknown fields); anything an older reader must not misread needs a new format
 //! number, which older readers then refuse.
 
@@ -28,8 +28,9 @@ use super::{ManifestError, Version};
 /// The folder of the manifest records, relative to the database root.
 pub const MANIFEST_DIR: &str = "manifest";
 
-/// The record format this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The record format this build writes and reads (2: SST descriptors carry their footer's
+/// checksum, without which an SST cannot be opened).
+pub const FORMAT_VERSION: u64 = 2;
 
 const EXTENSION: &str = ".json";
 

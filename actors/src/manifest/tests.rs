@@ -35,6 +35,8 @@ fn sst(version: &Version, level: u32, min: u64, max: u64, timestamp: u64) -> Sst
         max_timestamp: timestamp,
         deletes: 0,
         unique_keys: true,
+        footer_bytes: 100,
+        footer_crc32c: 0x1234_5678,
     }
 }
 
@@ -489,12 +491,25 @@ fn records_that_decode_but_lie_are_corrupt() {
 fn a_newer_format_is_refused_by_name() {
     let (storage, store) = memory_store();
     let path = record_path(1);
-    let future_record = raw_record(2, "{\"anything\":\"a newer build wrote\"}");
+    let newer = FORMAT_VERSION + 1;
+    let future_record = raw_record(newer, "{\"anything\":\"a newer build wrote\"}");
     smol::block_on(storage.put(&path, future_record)).expect("put");
     let error = smol::block_on(store.load_latest()).expect_err("refused");
-    assert!(error.to_string().contains("format version 2"), "{error}");
     assert!(
-        matches!(&error, ManifestError::UnsupportedFormat { path: at, found: 2 } if *at == path),
+        error
+            .to_string()
+            .contains(&format!("format version {newer}")),
+        "{error}"
+    );
+    let refused = matches!(&error, ManifestError::UnsupportedFormat { path: at, found }
+        if *at == path && *found == newer);
+    assert!(refused, "{error:?}");
+
+    // Format 1 had no SST footer checksums, without which this build cannot open an SST.
+    smol::block_on(storage.put(&path, raw_record(1, "{}"))).expect("put");
+    let error = smol::block_on(store.load_latest()).expect_err("refused");
+    assert!(
+        matches!(&error, ManifestError::UnsupportedFormat { found: 1, .. }),
         "{error:?}"
     );
 }

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hex;
 use super::retention::{self, Retention, TimeMark};
+use crate::sst::FooterChecksum;
 use crate::table::KeyBytes;
 
 /// The folder of the SSTs, relative to the database root.
@@ -138,12 +139,25 @@ pub struct SstDescriptor {
     /// Whether every key appears in at most one row (one version per key), so that a point
     /// read can stop at the first row it finds.
     pub unique_keys: bool,
+    /// The length of the file's footer (Parquet's metadata, its length and `PAR1`: the file's
+    /// last bytes), which cannot hold its own checksum.
+    pub footer_bytes: u64,
+    /// The CRC32C of the footer; the footer holds the checksums of the rest of the file.
+    pub footer_crc32c: u32,
 }
 
 impl SstDescriptor {
     /// The file's path, relative to the database root.
     pub fn path(&self) -> String {
         sst_path(self.id)
+    }
+
+    /// The checksum of the file's footer, to open the file with.
+    pub fn footer_checksum(&self) -> FooterChecksum {
+        FooterChecksum {
+            bytes: self.footer_bytes,
+            crc32c: self.footer_crc32c,
+        }
     }
 
     /// Checks the descriptor on its own: its level, ordered key and timestamp ranges, rows and
@@ -178,6 +192,13 @@ impl SstDescriptor {
             return Err(invalid(format!(
                 "its timestamp range {}..={} is empty or starts at 0",
                 self.min_timestamp, self.max_timestamp
+            )));
+        }
+        // A Parquet footer ends in the metadata's 4-byte length and `PAR1`.
+        if self.footer_bytes < 8 || self.footer_bytes > self.bytes {
+            return Err(invalid(format!(
+                "its footer of {} bytes does not fit its {} bytes",
+                self.footer_bytes, self.bytes
             )));
         }
         Ok(())

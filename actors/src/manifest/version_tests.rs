@@ -25,6 +25,8 @@ fn descriptor(id: u64, level: u32, keys: (u64, u64), timestamps: (u64, u64)) -> 
         max_timestamp: timestamps.1,
         deletes: 0,
         unique_keys: true,
+        footer_bytes: 100,
+        footer_crc32c: 0x1234_5678,
     }
 }
 
@@ -178,6 +180,14 @@ fn malformed_ssts_are_refused() {
         },
         SstDescriptor {
             level: 64,
+            ..good.clone()
+        },
+        SstDescriptor {
+            footer_bytes: 7,
+            ..good.clone()
+        },
+        SstDescriptor {
+            footer_bytes: good.bytes + 1,
             ..good.clone()
         },
     ];

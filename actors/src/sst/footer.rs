@@ -2,23 +2,26 @@
 //! Parquet footer, a compact JSON object.
 //!
 //! ```json
-//! {"version":1,"rows":1000000,"deletes":0,"unique_keys":true,
+//! {"version":2,"rows":1000000,"deletes":0,"unique_keys":true,
 //!  "min_ts":1,"max_ts":1000,"min_key":"0180..","max_key":"0180..",
-//!  "key_columns":["id"],"block_rows":4096,"block_first_keys":["0180..", ...]}
+//!  "key_columns":["id"],"block_rows":4096,"block_first_keys":["0180..", ...],
+//!  "stripe_bytes":16384,"stripe_crc32c":[3735928559, ...]}
 //! ```
 //!
 //! Keys are encoded keys ([`KeyBytes`]) in lowercase hex. Block `i` is rows
 //! `i * block_rows ..` of the file, counted per row group: a block never straddles a row group
-//! (row groups hold a multiple of `block_rows` rows, except the last). Parsing checks every
-//! field against the others and against the file's row count; a footer that does not add up is
-//! rejected, never guessed around.
+//! (row groups hold a multiple of `block_rows` rows, except the last). The stripe checksums
+//! cover every byte of the file before Parquet's metadata ([`Stripes`], see
+//! [`checksum`](super::checksum)). Parsing checks every field against the others and against the
+//! file's row count; a footer that does not add up is rejected, never guessed around.
 
 use serde::{Deserialize, Serialize};
 
+use super::checksum::Stripes;
 use crate::table::KeyBytes;
 
-/// The footer format this build writes and reads.
-pub const FOOTER_VERSION: u32 = 1;
+/// The footer format this build writes and reads (2: stripe checksums added).
+pub const FOOTER_VERSION: u32 = 2;
 
 /// The footer of an SST, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,8 @@ pub struct SstFooter {
     pub block_rows: u64,
     /// The first key of every block.
     pub block_first_keys: Vec<KeyBytes>,
+    /// The checksums of the file's body: every byte before Parquet's metadata.
+    pub stripes: Stripes,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +64,8 @@ struct Json {
     key_columns: Vec<String>,
     block_rows: u64,
     block_first_keys: Vec<String>,
+    stripe_bytes: u64,
+    stripe_crc32c: Vec<u32>,
 }
 
 impl SstFooter {
@@ -80,6 +87,8 @@ impl SstFooter {
                 .iter()
                 .map(|key| to_hex(key.as_bytes()))
                 .collect(),
+            stripe_bytes: self.stripes.stripe_bytes,
+            stripe_crc32c: self.stripes.crc32c.clone(),
         };
         serde_json::to_string(&json).expect("a struct of strings and integers always serialises")
     }
@@ -110,6 +119,10 @@ impl SstFooter {
                 .iter()
                 .map(|hex| key(hex))
                 .collect::<Result<_, _>>()?,
+            stripes: Stripes {
+                stripe_bytes: json.stripe_bytes,
+                crc32c: json.stripe_crc32c,
+            },
         };
         footer.check()?;
         Ok(footer)
@@ -122,6 +135,8 @@ impl SstFooter {
             Some("an SST has at least one row".to_owned())
         } else if self.block_rows == 0 {
             Some("block_rows is zero".to_owned())
+        } else if self.stripes.stripe_bytes == 0 || self.stripes.crc32c.is_empty() {
+            Some("the file's body has no stripes".to_owned())
         } else if self.deletes > self.rows {
             Some(format!("{} deletes in {} rows", self.deletes, self.rows))
         } else if self.min_ts > self.max_ts || self.min_key > self.max_key {
@@ -194,6 +209,10 @@ mod tests {
             key_columns: vec!["id".to_owned()],
             block_rows: 4,
             block_first_keys: vec![key(1), key(4), key(8)],
+            stripes: Stripes {
+                stripe_bytes: 16,
+                crc32c: vec![1, 2, 0xffff_ffff],
+            },
         }
     }
 
@@ -211,16 +230,20 @@ mod tests {
         unordered.block_first_keys.swap(1, 2);
         let mut deletes = footer();
         deletes.deletes = 11;
-        for bad in [short, unordered, deletes] {
+        let mut no_stripes = footer();
+        no_stripes.stripes.crc32c.clear();
+        let mut empty_stripes = footer();
+        empty_stripes.stripes.stripe_bytes = 0;
+        for bad in [short, unordered, deletes, no_stripes, empty_stripes] {
             assert!(SstFooter::parse(&bad.to_json()).is_err(), "{bad:?}");
         }
         assert!(SstFooter::parse("{").is_err());
         assert!(SstFooter::parse(&footer().to_json().replace("\"01", "\"0g")).is_err());
-        let newer = footer().to_json().replace("\"version\":1", "\"version\":2");
+        let newer = footer().to_json().replace("\"version\":2", "\"version\":3");
         assert!(
             SstFooter::parse(&newer)
                 .expect_err("a newer version")
-                .contains("version 2")
+                .contains("version 3")
         );
     }
 }

@@ -1,31 +1,40 @@
-//! Opening an SST: reading its Parquet metadata and page index from the file's tail, and
-//! checking that the file is an SST of the table.
+//! Opening an SST: checking its footer against the checksum its descriptor gives, reading its
+//! Parquet metadata and page index, and checking that the file is an SST of the table.
 //!
-//! Everything read here comes from disk and may be damaged or foreign: every check that fails
-//! is [`SstError::Corrupt`] naming the file and what is wrong, never a panic.
+//! Everything read here comes from disk and may be damaged or foreign. No byte is decoded before
+//! it is checked: the footer against the [`FooterChecksum`] it is opened with, everything else
+//! against the stripe checksums in the footer (through [`SstFile`]). Every check that fails is
+//! [`SstError::ChecksumMismatch`] or [`SstError::Corrupt`] naming the file and what is wrong,
+//! never a panic.
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use damselfly_runtimes::Storage;
 use parquet::DecodeResult;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder};
+use parquet::basic::Encoding;
+use parquet::file::metadata::{
+    FooterTail, PageIndexPolicy, ParquetMetaData, ParquetMetaDataPushDecoder, ParquetMetaDataReader,
+};
 use parquet::file::page_index::offset_index::PageLocation;
 
-use super::fetch::read_ranges;
+use super::checksum::{DEFAULT_STRIPE_BYTES, FileChecksums, FooterChecksum};
+use super::fetch::SstFile;
 use super::footer::SstFooter;
 use super::{SST_METADATA_KEY, SstError, sst_schema};
 use crate::table::TableSchema;
 
-/// The first read of a file takes this many bytes from its end: usually the whole footer and
-/// page index.
+/// The first read of a file takes this many bytes from its end (from a stripe boundary, so that
+/// all of it can be checked): usually the whole footer and page index.
 const TAIL_BYTES: u64 = 64 << 10;
 
-/// Reads that opening a file may take before the file is judged corrupt (footer, metadata,
-/// page index, and a spare).
-const MAX_METADATA_READS: usize = 6;
+/// The bytes of Parquet's footer after its metadata: the metadata's length and `PAR1`.
+const FOOTER_TAIL_BYTES: usize = 8;
+
+/// Reads that loading the page index may take before the file is judged corrupt (one, and
+/// spares).
+const MAX_PAGE_INDEX_READS: usize = 4;
 
 /// Where a block lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +50,6 @@ pub(crate) struct BlockPlace {
 /// What an open SST knows about its file.
 #[derive(Debug)]
 pub(crate) struct SstMetadata {
-    /// The file's length.
-    pub file_len: u64,
     /// Parquet's metadata with the Arrow schema.
     pub arrow: ArrowReaderMetadata,
     /// Our footer.
@@ -51,8 +58,6 @@ pub(crate) struct SstMetadata {
     pub blocks: Vec<BlockPlace>,
     /// The Parquet leaf column of each key column, in key order.
     pub key_leaves: Vec<usize>,
-    /// The file's tail as first read, starting at `file_len - tail.len()`.
-    pub tail: Bytes,
 }
 
 impl SstMetadata {
@@ -62,65 +67,117 @@ impl SstMetadata {
     }
 }
 
-/// Reads and checks the metadata of the SST at `path`.
+/// Opens the SST at `path`, whose footer has the checksum `footer`: its checked bytes and its
+/// metadata.
 pub(crate) async fn load(
-    storage: &dyn Storage,
+    storage: Arc<dyn Storage>,
     path: &str,
     table: &TableSchema,
-) -> Result<SstMetadata, SstError> {
+    footer: FooterChecksum,
+) -> Result<(SstFile, SstMetadata), SstError> {
     let corrupt = |reason: String| SstError::Corrupt {
         path: path.to_owned(),
         reason,
     };
     let file_len = storage.size(path).await?;
-    let tail_start = file_len.saturating_sub(TAIL_BYTES);
-    let tail = storage.read_range(path, tail_start..file_len).await?;
-    let mut decoder = ParquetMetaDataPushDecoder::try_new(file_len)
+    let footer_start = file_len
+        .checked_sub(footer.bytes)
+        .filter(|_| footer.bytes >= FOOTER_TAIL_BYTES as u64)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "its footer is said to be {} bytes, but the file has {file_len}",
+                footer.bytes
+            ))
+        })?;
+    let read_start = file_len.saturating_sub(TAIL_BYTES).min(footer_start);
+    let read_start = read_start - read_start % DEFAULT_STRIPE_BYTES as u64;
+    let read = storage.read_range(path, read_start..file_len).await?;
+    if read.len() as u64 != file_len - read_start {
+        return Err(corrupt(format!(
+            "a read of bytes {read_start}..{file_len} returned {} bytes",
+            read.len()
+        )));
+    }
+    let footer_bytes = read.slice((footer_start - read_start) as usize..);
+    footer.check(path, footer_start, &footer_bytes)?;
+    let parquet = decode_footer(&footer_bytes).map_err(&corrupt)?;
+    let sst_footer = read_footer(&parquet).map_err(&corrupt)?;
+    let checksums =
+        FileChecksums::new(sst_footer.stripes.clone(), footer, file_len).map_err(&corrupt)?;
+    let file = SstFile::new(storage, path, checksums, read_start, read)?;
+    let parquet = load_page_index(&file, parquet).await?;
+    let arrow = ArrowReaderMetadata::try_new(Arc::new(parquet), ArrowReaderOptions::new())
+        .map_err(|error| corrupt(format!("no Arrow schema: {error}")))?;
+    check_schema(&arrow, table).map_err(&corrupt)?;
+    check_footer(&sst_footer, arrow.metadata(), table).map_err(&corrupt)?;
+    check_layout(arrow.metadata(), file_len).map_err(&corrupt)?;
+    let blocks = block_places(arrow.metadata(), sst_footer.block_rows as usize);
+    if blocks.len() != sst_footer.block_first_keys.len() {
+        return Err(corrupt(format!(
+            "the row groups make {} blocks but the footer lists {}",
+            blocks.len(),
+            sst_footer.block_first_keys.len()
+        )));
+    }
+    let key_leaves = key_leaves(&arrow, table).map_err(&corrupt)?;
+    let metadata = SstMetadata {
+        arrow,
+        footer: sst_footer,
+        blocks,
+        key_leaves,
+    };
+    Ok((file, metadata))
+}
+
+/// Parquet's metadata, decoded from the (checked) footer: the metadata, its length, `PAR1`.
+fn decode_footer(footer: &[u8]) -> Result<ParquetMetaData, String> {
+    let split = footer.len().saturating_sub(FOOTER_TAIL_BYTES);
+    let (metadata, tail) = footer.split_at(split);
+    let tail =
+        FooterTail::try_from(tail).map_err(|error| format!("bad Parquet footer: {error}"))?;
+    if tail.is_encrypted_footer() || tail.metadata_length() != metadata.len() {
+        return Err(format!(
+            "Parquet's footer is {tail:?}, but the descriptor's leaves {} bytes of metadata",
+            metadata.len()
+        ));
+    }
+    ParquetMetaDataReader::decode_metadata(metadata)
+        .map_err(|error| format!("bad Parquet metadata: {error}"))
+}
+
+/// `parquet` with the file's page index, read through `file`.
+async fn load_page_index(
+    file: &SstFile,
+    parquet: ParquetMetaData,
+) -> Result<ParquetMetaData, SstError> {
+    let corrupt = |reason: String| SstError::Corrupt {
+        path: file.path().to_owned(),
+        reason,
+    };
+    let mut decoder = ParquetMetaDataPushDecoder::try_new_with_metadata(file.len(), parquet)
         .map_err(|error| corrupt(error.to_string()))?
         .with_page_index_policy(PageIndexPolicy::Optional);
+    let (range, tail) = file.tail();
     decoder
-        .push_range(tail_start..file_len, tail.clone())
+        .push_range(range, tail)
         .map_err(|error| corrupt(error.to_string()))?;
     let mut reads = 0;
-    let parquet = loop {
+    loop {
         match decoder.try_decode() {
-            Ok(DecodeResult::Data(metadata)) => break metadata,
-            Ok(DecodeResult::NeedsData(ranges)) if reads < MAX_METADATA_READS => {
+            Ok(DecodeResult::Data(metadata)) => return Ok(metadata),
+            Ok(DecodeResult::NeedsData(ranges)) if reads < MAX_PAGE_INDEX_READS => {
                 reads += 1;
-                let buffers = read_ranges(storage, path, &ranges).await?;
+                let buffers = file.read_ranges(&ranges).await?;
                 decoder
                     .push_ranges(ranges, buffers)
                     .map_err(|error| corrupt(error.to_string()))?;
             }
             Ok(DecodeResult::NeedsData(_) | DecodeResult::Finished) => {
-                return Err(corrupt("the Parquet metadata never completes".to_owned()));
+                return Err(corrupt("the page index never completes".to_owned()));
             }
-            Err(error) => return Err(corrupt(format!("bad Parquet metadata: {error}"))),
+            Err(error) => return Err(corrupt(format!("bad page index: {error}"))),
         }
-    };
-    let arrow = ArrowReaderMetadata::try_new(Arc::new(parquet), ArrowReaderOptions::new())
-        .map_err(|error| corrupt(format!("no Arrow schema: {error}")))?;
-    check_schema(&arrow, table).map_err(&corrupt)?;
-    let footer = read_footer(arrow.metadata()).map_err(&corrupt)?;
-    check_footer(&footer, arrow.metadata(), table).map_err(&corrupt)?;
-    check_layout(arrow.metadata(), file_len).map_err(&corrupt)?;
-    let blocks = block_places(arrow.metadata(), footer.block_rows as usize);
-    if blocks.len() != footer.block_first_keys.len() {
-        return Err(corrupt(format!(
-            "the row groups make {} blocks but the footer lists {}",
-            blocks.len(),
-            footer.block_first_keys.len()
-        )));
     }
-    let key_leaves = key_leaves(&arrow, table).map_err(&corrupt)?;
-    Ok(SstMetadata {
-        file_len,
-        arrow,
-        footer,
-        blocks,
-        key_leaves,
-        tail,
-    })
 }
 
 /// The file's Arrow schema must be the table's SST schema: names, types and nullability.
@@ -190,8 +247,9 @@ fn check_footer(
     Ok(())
 }
 
-/// Column chunks and pages must lie inside the file, pages in row order: Parquet's reader
-/// trusts these offsets (and panics on some bad ones).
+/// Column chunks and pages must lie inside the file, pages in row order, and a dictionary
+/// encoded chunk must have a dictionary: Parquet's reader trusts these (and panics on some bad
+/// ones).
 fn check_layout(parquet: &ParquetMetaData, file_len: u64) -> Result<(), String> {
     for (index, group) in parquet.row_groups().iter().enumerate() {
         for (leaf, column) in group.columns().iter().enumerate() {
@@ -208,6 +266,17 @@ fn check_layout(parquet: &ParquetMetaData, file_len: u64) -> Result<(), String> 
                 return Err(format!(
                     "row group {index} column {leaf} claims bytes {start}+{length} of a \
                      {file_len}-byte file"
+                ));
+            }
+            let dictionary_encoded = column.encodings().any(|encoding| {
+                matches!(
+                    encoding,
+                    Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+                )
+            });
+            if dictionary_encoded && column.dictionary_page_offset().is_none() {
+                return Err(format!(
+                    "row group {index} column {leaf} is dictionary encoded but has no dictionary"
                 ));
             }
             let page_index = parquet.page_index_for_row_group(index);

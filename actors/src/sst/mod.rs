@@ -8,7 +8,9 @@
 //! its other columns are meaningless. The file's footer carries our own key-value metadata
 //! [`SST_METADATA_KEY`] (see [`footer`]): row and delete counts, key and timestamp ranges, and
 //! the block index — the encoded first key of every block of `page_rows` rows — which point
-//! lookups and key-range pruning use. `docs/format.md` ("SST") is the reference.
+//! lookups and key-range pruning use, and the checksums of the file's body; the footer's own
+//! checksum travels with the file's name (the manifest's SST descriptor). `docs/format.md`
+//! ("SST") is the reference.
 //!
 //! Promises:
 //! - [`SstWriter`] writes what it is given, in the order given, and checks (in debug builds) that
@@ -16,6 +18,9 @@
 //! - [`SstReader::open`] accepts only a file whose schema is the table's SST schema and whose
 //!   footer parses and agrees with the Parquet metadata; anything else is
 //!   [`SstError::Corrupt`], never a panic;
+//! - every byte read from storage is checked against its checksum before it is used
+//!   ([`checksum`]): damage anywhere in the file is [`SstError::ChecksumMismatch`] (or
+//!   [`SstError::Corrupt`]), never wrong rows;
 //! - reads return, for each key, the newest version with a commit timestamp `<=` the read
 //!   timestamp, deletes included (a merge above needs to see them). Only key ranges and
 //!   timestamps prune: no filter on a value column is ever pushed into Parquet, because that
@@ -23,6 +28,7 @@
 
 mod bloom;
 mod cache;
+mod checksum;
 mod fetch;
 pub mod footer;
 mod metadata;
@@ -41,6 +47,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 
 pub use cache::{BlockCache, BlockCacheStats, DEFAULT_BLOCK_CACHE_BYTES};
+pub use checksum::{DEFAULT_STRIPE_BYTES, FooterChecksum, Stripes};
 pub use reader::{SstReader, SstVersion};
 pub use scan::{ScanOptions, SstChunk, SstScan};
 pub use writer::{EncodedSst, SstWriter};
@@ -137,6 +144,9 @@ pub struct SstOptions {
     /// a quarter of the rows' compressed bytes at most on a typical table, where 0.01 would
     /// take two.
     pub bloom_filter_fpp: f64,
+    /// Bytes per checksummed stripe of the file's body (default [`DEFAULT_STRIPE_BYTES`]): a
+    /// read from storage is widened to whole stripes, so that each is checked whole.
+    pub stripe_bytes: usize,
 }
 
 impl Default for SstOptions {
@@ -146,6 +156,7 @@ impl Default for SstOptions {
             row_group_rows: 131_072,
             compression: SstCompression::default(),
             bloom_filter_fpp: 0.03,
+            stripe_bytes: DEFAULT_STRIPE_BYTES,
         }
     }
 }
@@ -168,6 +179,9 @@ impl SstOptions {
                 "bloom_filter_fpp ({}) must be between 0 and 1, exclusive",
                 self.bloom_filter_fpp
             ));
+        }
+        if self.stripe_bytes == 0 {
+            return invalid("stripe_bytes must be at least 1".to_owned());
         }
         self.compression.to_parquet().map(|_| ())
     }
@@ -192,6 +206,9 @@ pub struct SstInfo {
     pub deletes: u64,
     /// Whether every key appears in one row only.
     pub unique_keys: bool,
+    /// The checksum of the file's footer, which the file cannot hold itself: whoever names the
+    /// file keeps it (the manifest's SST descriptor) and gives it to [`SstReader::open`].
+    pub footer: FooterChecksum,
 }
 
 /// A range of encoded keys.
@@ -258,6 +275,22 @@ pub enum SstError {
         path: String,
         /// What is wrong.
         reason: String,
+    },
+    /// Bytes of the file do not match their checksum.
+    #[error(
+        "SST {path} is corrupt: bytes {}..{} have CRC32C {found:#010x}, expected {expected:#010x}",
+        range.start,
+        range.end
+    )]
+    ChecksumMismatch {
+        /// The SST's path.
+        path: String,
+        /// The checksummed unit (a stripe, or the footer) that does not match.
+        range: Range<u64>,
+        /// The checksum recorded when the file was written.
+        expected: u32,
+        /// The checksum of the bytes read.
+        found: u32,
     },
     /// Arrow refused an operation.
     #[error("arrow: {0}")]

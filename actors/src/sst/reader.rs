@@ -1,7 +1,8 @@
 //! [`SstReader`]: an open SST, answering point lookups and starting scans.
 //!
 //! Opening reads the file's tail once (footer, Parquet metadata, page index) and checks it
-//! ([`metadata`](super::metadata)). A point lookup ([`SstReader::get`]) then costs, at most, one
+//! ([`metadata`](super::metadata)); every read after that goes through [`SstFile`], which checks
+//! every byte against its checksum. A point lookup ([`SstReader::get`]) then costs, at most, one
 //! read of a bloom filter per row group and key column (kept for the reader's life) and one read
 //! per block it decodes (kept in the shared [`BlockCache`]). It returns the key's newest version
 //! at or before the read timestamp — a delete included — or nothing.
@@ -23,7 +24,8 @@ use parquet::bloom_filter::Sbbf;
 
 use super::bloom::probe_bytes;
 use super::cache::{Block, BlockCache};
-use super::fetch::{next_reader, read_ranges};
+use super::checksum::FooterChecksum;
+use super::fetch::{SstFile, next_reader};
 use super::metadata::{self, SstMetadata};
 use super::scan::{ScanOptions, SstScan};
 use super::{KeyRange, SstError, SstInfo, partition_point};
@@ -54,8 +56,7 @@ type KeyBlooms = Arc<Vec<Option<Sbbf>>>;
 /// What every clone of a reader and every scan of it share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub storage: Arc<dyn Storage>,
-    pub path: String,
+    pub file: SstFile,
     pub table: Arc<TableSchema>,
     pub metadata: SstMetadata,
     pub info: SstInfo,
@@ -73,29 +74,30 @@ impl Drop for Shared {
 }
 
 impl SstReader {
-    /// Opens the SST at `path` of `table`, caching its decoded blocks in `cache`.
+    /// Opens the SST at `path` of `table`, whose footer has the checksum `footer` (from its
+    /// descriptor), caching its decoded blocks in `cache`.
     pub async fn open(
         storage: Arc<dyn Storage>,
         path: &str,
         table: Arc<TableSchema>,
         cache: Arc<BlockCache>,
+        footer: FooterChecksum,
     ) -> Result<SstReader, SstError> {
-        let metadata = metadata::load(storage.as_ref(), path, &table).await?;
-        let footer = &metadata.footer;
+        let (file, metadata) = metadata::load(storage, path, &table, footer).await?;
         let info = SstInfo {
-            rows: footer.rows,
-            bytes: metadata.file_len,
-            min_key: footer.min_key.clone(),
-            max_key: footer.max_key.clone(),
-            min_ts: footer.min_ts,
-            max_ts: footer.max_ts,
-            deletes: footer.deletes,
-            unique_keys: footer.unique_keys,
+            rows: metadata.footer.rows,
+            bytes: file.len(),
+            min_key: metadata.footer.min_key.clone(),
+            max_key: metadata.footer.max_key.clone(),
+            min_ts: metadata.footer.min_ts,
+            max_ts: metadata.footer.max_ts,
+            deletes: metadata.footer.deletes,
+            unique_keys: metadata.footer.unique_keys,
+            footer,
         };
         let row_groups = metadata.parquet().num_row_groups();
         let shared = Shared {
-            storage,
-            path: path.to_owned(),
+            file,
             table,
             info,
             cache_file: cache.register_file(),
@@ -115,7 +117,7 @@ impl SstReader {
 
     /// The SST's path.
     pub fn path(&self) -> &str {
-        &self.shared.path
+        self.shared.file.path()
     }
 
     /// The newest version of `key` with a commit timestamp `<= read_at`, or `None`.
@@ -282,11 +284,10 @@ impl SstReader {
                 .ok()
                 .zip(u64::try_from(length).ok())
                 .map(|(offset, length)| offset..offset.saturating_add(length))
-                .filter(|range| range.end <= shared.metadata.file_len)
                 .ok_or_else(|| {
                     shared.corrupt(format!("bloom filter of column {leaf} is outside the file"))
                 })?;
-            let bytes = self.read_near_tail(range).await?;
+            let bytes = shared.file.read_near_tail(range).await?;
             let filter = Sbbf::from_bytes(&bytes).map_err(|error| {
                 shared.corrupt(format!("bloom filter of column {leaf}: {error}"))
             })?;
@@ -295,19 +296,6 @@ impl SstReader {
         let filters = Arc::new(filters);
         self.lock_blooms()[row_group] = Some(Arc::clone(&filters));
         Ok(filters)
-    }
-
-    /// `range` of the file, from the tail read at open when it lies there.
-    async fn read_near_tail(&self, range: std::ops::Range<u64>) -> Result<bytes::Bytes, SstError> {
-        let shared = &self.shared;
-        let tail = &shared.metadata.tail;
-        let tail_start = shared.metadata.file_len - tail.len() as u64;
-        if range.start >= tail_start {
-            let start = (range.start - tail_start) as usize;
-            return Ok(tail.slice(start..start + (range.end - range.start) as usize));
-        }
-        let mut buffers = read_ranges(shared.storage.as_ref(), &shared.path, &[range]).await?;
-        Ok(buffers.pop().unwrap_or_default())
     }
 
     fn lock_blooms(&self) -> std::sync::MutexGuard<'_, Vec<Option<KeyBlooms>>> {
@@ -335,14 +323,14 @@ impl SstReader {
 impl Shared {
     pub(crate) fn corrupt(&self, reason: String) -> SstError {
         SstError::Corrupt {
-            path: self.path.clone(),
+            path: self.file.path().to_owned(),
             reason,
         }
     }
 
     pub(crate) fn parquet_error(&self, source: parquet::errors::ParquetError) -> SstError {
         SstError::Parquet {
-            path: self.path.clone(),
+            path: self.file.path().to_owned(),
             source,
         }
     }
@@ -367,9 +355,7 @@ impl Shared {
             .build()
             .map_err(|error| self.parquet_error(error))?;
         let mut batches = Vec::new();
-        while let Some(reader) =
-            next_reader(&mut decoder, self.storage.as_ref(), &self.path).await?
-        {
+        while let Some(reader) = next_reader(&mut decoder, &self.file).await? {
             for batch in reader {
                 batches.push(batch.map_err(|error| self.parquet_error(error.into()))?);
             }

@@ -125,7 +125,7 @@ impl std::fmt::Debug for SstScan {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("SstScan")
-            .field("path", &self.shared.path)
+            .field("path", &self.shared.file.path())
             .field("mode", &self.mode)
             .field("read_at", &self.read_at)
             .field("next_row", &self.next_row)
@@ -234,7 +234,7 @@ impl SstScan {
             let Some(decoder) = &mut self.decoder else {
                 return Ok(None);
             };
-            match next_reader(decoder, self.shared.storage.as_ref(), &self.shared.path).await? {
+            match next_reader(decoder, &self.shared.file).await? {
                 Some(reader) => self.reader = Some(reader),
                 None => self.decoder = None,
             }

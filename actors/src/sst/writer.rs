@@ -8,7 +8,15 @@
 //!   block boundary; very large values may end a page earlier);
 //! - row groups of exactly `row_group_rows` rows, except the last;
 //! - page statistics and the page index on every column, bloom filters on the key columns,
-//!   written together before the footer so that one read of the file's tail can fetch them.
+//!   written together before the footer so that one read of the file's tail can fetch them;
+//! - a CRC32C of every stripe of the file before Parquet's metadata, listed in the footer, and
+//!   the checksum of the metadata itself in the returned [`SstInfo`] (see
+//!   [`checksum`](super::checksum)).
+//!
+//! Parquet writes the bloom filters and the page index only when it closes the file, after the
+//! last moment its key-value metadata can change; so the writer lets Parquet finish the file,
+//! checksums everything before Parquet's metadata, and writes that metadata again with the
+//! footer added. Offsets in the metadata do not move: only the metadata itself is rewritten.
 //!
 //! The caller guarantees the SST order across calls (key ascending, then commit timestamp
 //! descending); debug builds check it.
@@ -21,10 +29,15 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{
+    FileMetaData, FooterTail, KeyValue, ParquetMetaData, ParquetMetaDataBuilder,
+    ParquetMetaDataWriter, SortingColumn,
+};
 use parquet::file::properties::{BloomFilterPosition, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::checksum::{FooterChecksum, Stripes};
 use super::footer::SstFooter;
 use super::{
     COMMIT_TS_COLUMN, NEW_SST, SST_METADATA_KEY, SstError, SstInfo, SstOptions, sst_schema,
@@ -46,6 +59,7 @@ pub struct SstWriter {
     schema: SchemaRef,
     key_columns: Vec<String>,
     block_rows: u64,
+    stripe_bytes: usize,
     rows: u64,
     deletes: u64,
     min_ts: u64,
@@ -95,6 +109,7 @@ impl SstWriter {
             schema,
             key_columns: table.key_names().into_iter().map(str::to_owned).collect(),
             block_rows: options.page_rows as u64,
+            stripe_bytes: options.stripe_bytes,
             rows: 0,
             deletes: 0,
             min_ts: u64::MAX,
@@ -192,6 +207,10 @@ impl SstWriter {
                 reason: "an SST needs at least one row".to_owned(),
             });
         };
+        let parquet = self.writer.finish().map_err(parquet_error)?;
+        let mut file = std::mem::take(self.writer.inner_mut());
+        let footer_start = parquet_footer_start(&file)?;
+        file.truncate(footer_start);
         let footer = SstFooter {
             rows: self.rows,
             deletes: self.deletes,
@@ -203,12 +222,17 @@ impl SstWriter {
             key_columns: self.key_columns,
             block_rows: self.block_rows,
             block_first_keys: self.block_first_keys,
+            stripes: Stripes::of(&file, self.stripe_bytes),
         };
-        self.writer.append_key_value_metadata(KeyValue::new(
-            SST_METADATA_KEY.to_owned(),
-            footer.to_json(),
-        ));
-        let bytes = Bytes::from(self.writer.into_inner().map_err(parquet_error)?);
+        let parquet = with_key_value(
+            parquet,
+            KeyValue::new(SST_METADATA_KEY.to_owned(), footer.to_json()),
+        );
+        ParquetMetaDataWriter::new(&mut file, &parquet)
+            .finish()
+            .map_err(parquet_error)?;
+        let footer_checksum = FooterChecksum::of(&file[footer_start..]);
+        let bytes = Bytes::from(file);
         let info = SstInfo {
             rows: footer.rows,
             bytes: bytes.len() as u64,
@@ -218,9 +242,44 @@ impl SstWriter {
             max_ts: footer.max_ts,
             deletes: footer.deletes,
             unique_keys: footer.unique_keys,
+            footer: footer_checksum,
         };
         Ok(EncodedSst { bytes, info })
     }
+}
+
+/// Where the Parquet footer — metadata, its length and `PAR1` — that ends `file` starts.
+fn parquet_footer_start(file: &[u8]) -> Result<usize, SstError> {
+    let tail =
+        FooterTail::try_from(&file[file.len().saturating_sub(8)..]).map_err(parquet_error)?;
+    file.len()
+        .checked_sub(tail.metadata_length() + 8)
+        .ok_or_else(|| {
+            parquet_error(ParquetError::General(format!(
+                "a {}-byte file ends in a footer of {tail:?}",
+                file.len()
+            )))
+        })
+}
+
+/// `parquet` with `pair` added to its key-value metadata and without its page index, whose
+/// offsets it keeps: written with [`ParquetMetaDataWriter`], it is the footer of the same file.
+fn with_key_value(parquet: ParquetMetaData, pair: KeyValue) -> ParquetMetaData {
+    let file = parquet.file_metadata();
+    let mut pairs = file.key_value_metadata().cloned().unwrap_or_default();
+    pairs.push(pair);
+    let file = FileMetaData::new(
+        file.version(),
+        file.num_rows(),
+        file.created_by().map(str::to_owned),
+        Some(pairs),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    let row_groups = parquet.into_builder().take_row_groups();
+    ParquetMetaDataBuilder::new(file)
+        .set_row_groups(row_groups)
+        .build()
 }
 
 /// A column chunk's dictionary may grow to this size before the column falls back to plain
@@ -303,7 +362,7 @@ fn sorting_columns(
     Ok(sorting)
 }
 
-fn parquet_error(source: parquet::errors::ParquetError) -> SstError {
+fn parquet_error(source: ParquetError) -> SstError {
     SstError::Parquet {
         path: NEW_SST.to_owned(),
         source,

@@ -56,19 +56,15 @@ fn encode(model: &Model, options: &SstOptions, seed: u64) -> EncodedSst {
 fn open(model: &Model, sst: &EncodedSst) -> (Arc<MemoryStorage>, SstReader) {
     let storage = Arc::new(MemoryStorage::new());
     smol::block_on(storage.put("sst/1.parquet", sst.bytes.clone())).expect("put");
-    let reader = open_at(Arc::clone(&storage) as Arc<dyn Storage>, model);
-    (storage, reader)
-}
-
-fn open_at(storage: Arc<dyn Storage>, model: &Model) -> SstReader {
-    let cache = Arc::new(BlockCache::default());
-    smol::block_on(SstReader::open(
-        storage,
+    let reader = smol::block_on(SstReader::open(
+        Arc::clone(&storage) as Arc<dyn Storage>,
         "sst/1.parquet",
         Arc::clone(&model.table),
-        cache,
+        Arc::new(BlockCache::default()),
+        sst.info.footer,
     ))
-    .expect("open")
+    .expect("open");
+    (storage, reader)
 }
 
 /// `sst` in storage that counts its reads, and a reader of it sharing `cache`.
@@ -83,6 +79,7 @@ fn open_counted(
         "sst/1.parquet",
         Arc::clone(table),
         cache,
+        sst.info.footer,
     ))
     .expect("open");
     (storage, reader)
