@@ -363,11 +363,18 @@ impl SimStorage {
 
     /// A process crash: every handle given out so far dies; all written bytes stay.
     pub fn crash(&self) {
+        self.retire_handles();
+        let at = self.shared.now();
+        let mut state = self.shared.lock();
+        state.ledger.note(at, FaultKind::ProcessCrash, String::new);
+    }
+
+    /// Ends an incarnation that closed (or tried to close) cleanly: its handles die, as at a
+    /// crash, but no fault is recorded.
+    pub fn retire_handles(&self) {
         let mut state = self.shared.lock();
         state.incarnation += 1;
         state.crash_after_calls = None;
-        let at = self.shared.now();
-        state.ledger.note(at, FaultKind::ProcessCrash, String::new);
     }
 
     /// Makes the process crash at the storage call after `calls` more calls succeeded (during
@@ -385,10 +392,9 @@ impl SimStorage {
     /// has [`FaultKind::TornWrite`] or [`FaultKind::LostCreate`] on, kept, torn or garbled, and
     /// unsynced creates may survive or vanish.
     pub fn power_loss(&self) {
-        let mut state = self.shared.lock();
-        state.incarnation += 1;
-        state.crash_after_calls = None;
+        self.retire_handles();
         let at = self.shared.now();
+        let mut state = self.shared.lock();
         state.ledger.note(at, FaultKind::PowerLoss, String::new);
         let plan = &self.shared.plan;
         let FaultState { random, ledger, .. } = &mut *state;
@@ -511,45 +517,15 @@ impl fmt::Debug for Faults {
 fn injected(kind: StorageErrorKind, call: StorageCall<'_>, why: &str) -> StorageError {
     StorageError::new(
         kind,
-        operation(call),
-        path(call),
+        call.operation(),
+        call.path(),
         format!("injected by the simulator: {why}"),
     )
 }
 
-fn operation(call: StorageCall<'_>) -> &'static str {
+/// The I/O-error fault a call may meet.
+fn error_fault(call: StorageCall<'_>) -> FaultKind {
     match call {
-        StorageCall::Create { .. } => "create",
-        StorageCall::Append { .. } => "append",
-        StorageCall::Preallocate { .. } => "preallocate",
-        StorageCall::Close { .. } => "close",
-        StorageCall::Put { .. } => "put",
-        StorageCall::PutIfAbsent { .. } => "put_if_absent",
-        StorageCall::Read { .. } => "read",
-        StorageCall::Size { .. } => "size",
-        StorageCall::List { .. } => "list",
-        StorageCall::Delete { .. } => "delete",
-    }
-}
-
-fn path<'a>(call: StorageCall<'a>) -> &'a str {
-    match call {
-        StorageCall::Create { path }
-        | StorageCall::Append { path, .. }
-        | StorageCall::Preallocate { path, .. }
-        | StorageCall::Close { path }
-        | StorageCall::Put { path, .. }
-        | StorageCall::PutIfAbsent { path, .. }
-        | StorageCall::Read { path, .. }
-        | StorageCall::Size { path }
-        | StorageCall::Delete { path } => path,
-        StorageCall::List { dir } => dir,
-    }
-}
-
-/// The error-kind fault a call may meet, if any.
-fn error_fault(call: StorageCall<'_>) -> Option<FaultKind> {
-    Some(match call {
         StorageCall::Read { .. } | StorageCall::Size { .. } => FaultKind::ReadError,
         StorageCall::Create { .. } | StorageCall::Put { .. } | StorageCall::Preallocate { .. } => {
             FaultKind::WriteError
@@ -562,7 +538,7 @@ fn error_fault(call: StorageCall<'_>) -> Option<FaultKind> {
         StorageCall::PutIfAbsent { .. } => FaultKind::CasConflict,
         StorageCall::List { .. } => FaultKind::ListError,
         StorageCall::Delete { .. } => FaultKind::DeleteError,
-    })
+    }
 }
 
 fn writes(call: StorageCall<'_>) -> bool {
@@ -626,9 +602,8 @@ impl FaultHook {
                 ));
             }
         }
-        if let Some(kind) = error_fault(call)
-            && plan.fires(kind, random)
-        {
+        let kind = error_fault(call);
+        if plan.fires(kind, random) {
             ledger.note(at, kind, || format!("{call:?}"));
             return Err(injected(StorageErrorKind::Io, call, kind.name()));
         }

@@ -84,6 +84,40 @@ pub enum StorageCall<'a> {
     },
 }
 
+impl<'a> StorageCall<'a> {
+    /// The operation's name: `"append"`, `"read"` (whole or ranged), `"put_if_absent"`, ...
+    pub fn operation(self) -> &'static str {
+        match self {
+            StorageCall::Create { .. } => "create",
+            StorageCall::Append { .. } => "append",
+            StorageCall::Preallocate { .. } => "preallocate",
+            StorageCall::Close { .. } => "close",
+            StorageCall::Put { .. } => "put",
+            StorageCall::PutIfAbsent { .. } => "put_if_absent",
+            StorageCall::Read { .. } => "read",
+            StorageCall::Size { .. } => "size",
+            StorageCall::List { .. } => "list",
+            StorageCall::Delete { .. } => "delete",
+        }
+    }
+
+    /// The file the call is on (the directory, for a list).
+    pub fn path(self) -> &'a str {
+        match self {
+            StorageCall::Create { path }
+            | StorageCall::Append { path, .. }
+            | StorageCall::Preallocate { path, .. }
+            | StorageCall::Close { path }
+            | StorageCall::Put { path, .. }
+            | StorageCall::PutIfAbsent { path, .. }
+            | StorageCall::Read { path, .. }
+            | StorageCall::Size { path }
+            | StorageCall::Delete { path } => path,
+            StorageCall::List { dir } => dir,
+        }
+    }
+}
+
 /// What a [`HookedStorage`] asks before each call.
 pub trait StorageHook: Send + Sync + fmt::Debug + 'static {
     /// Called before `call` reaches the inner storage; an error is returned in its place. The

@@ -18,7 +18,6 @@
 mod model;
 mod workload;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -29,7 +28,7 @@ use damselfly_actors::manifest::record;
 use damselfly_runtimes::panic_message;
 
 use self::model::Observation;
-use self::workload::{KEYS, Shared};
+use self::workload::Shared;
 use crate::faults::{FaultKind, FaultPlan, Ledger, SimStorage};
 use crate::{SchedulePolicy, SimRuntime};
 
@@ -116,15 +115,7 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> SeedReport {
         .clone()
         .unwrap_or_else(|| FaultPlan::for_seed(seed));
     let storage = SimStorage::new(&sim, plan.clone());
-    let mut run = Run {
-        sim: sim.clone(),
-        storage: storage.clone(),
-        random: fastrand::Rng::with_seed(seed ^ WORKLOAD_STREAM.rotate_left(48)),
-        story: Vec::new(),
-        reads_checked: 0,
-        shared: Arc::new(Shared::new(true)),
-        compression: SstCompression::Uncompressed,
-    };
+    let mut run = Run::new(sim.clone(), storage.clone());
     let violations = Arc::new(Mutex::new(Vec::new()));
     storage.set_delete_check(delete_check(
         storage.files().clone(),
@@ -183,28 +174,39 @@ struct Run {
     story: Vec<String>,
     reads_checked: u64,
     shared: Arc<Shared>,
+    policy: WalSyncPolicy,
     /// How SSTs are compressed: zstd for a quarter of the seeds, as by default; faster codecs
     /// for the rest, because zstd's per-page contexts dominate the cost of small simulated SSTs.
     compression: SstCompression,
 }
 
 impl Run {
-    async fn run(&mut self, options: &RunOptions) -> Result<(), String> {
-        let policy = if self.random.u8(0..4) == 0 {
+    /// A run of `sim`'s seed on `storage`, with the WAL sync policy and SST codec it draws.
+    fn new(sim: SimRuntime, storage: SimStorage) -> Run {
+        let mut random = fastrand::Rng::with_seed(sim.seed() ^ WORKLOAD_STREAM.rotate_left(48));
+        let policy = if random.u8(0..4) == 0 {
             WalSyncPolicy::IntervalBytes(4096)
         } else {
             WalSyncPolicy::Always
         };
-        self.shared = Arc::new(Shared::new(policy == WalSyncPolicy::Always));
-        self.compression = match self.random.u8(0..4) {
+        let compression = match random.u8(0..4) {
             0 => SstCompression::Zstd(1),
             1 => SstCompression::Snappy,
             _ => SstCompression::Uncompressed,
         };
-        self.story.push(format!(
-            "WAL sync policy {policy:?}, SSTs {:?}",
-            self.compression
-        ));
+        Run {
+            sim,
+            storage,
+            random,
+            story: vec![format!("WAL sync policy {policy:?}, SSTs {compression:?}")],
+            reads_checked: 0,
+            shared: Arc::new(Shared::new(policy == WalSyncPolicy::Always)),
+            policy,
+            compression,
+        }
+    }
+
+    async fn run(&mut self, options: &RunOptions) -> Result<(), String> {
         // Incarnations follow each other until the operations are spent: the first ones end in
         // a crash (or a clean close) at a random instant, any may end early when a fault breaks
         // the database (then the process is restarted, as a supervisor would).
@@ -219,7 +221,7 @@ impl Run {
             if self.shared.budget.load(Ordering::SeqCst) == 0 {
                 break;
             }
-            let Some(db) = self.open(policy, power_lost, true).await? else {
+            let Some(db) = self.open(power_lost, true).await? else {
                 return Ok(());
             };
             let ending = if incarnation < cycles {
@@ -233,7 +235,7 @@ impl Run {
             };
             self.incarnation(db, per_cycle, ending).await?;
             power_lost = ending == Ending::PowerLoss;
-            if !self.corruption().is_empty() {
+            if self.shared.first_corruption().is_some() {
                 return self.check_corruption();
             }
         }
@@ -245,7 +247,7 @@ impl Run {
         }
         // The last incarnation: no faults; everything must get through, in bounded time.
         self.storage.set_faults_active(false);
-        let Some(db) = self.open(policy, power_lost, false).await? else {
+        let Some(db) = self.open(power_lost, false).await? else {
             return Ok(());
         };
         self.shared.crashed.store(false, Ordering::SeqCst);
@@ -268,7 +270,7 @@ impl Run {
             .map_err(|error| format!("closing with faults off failed: {error}"))?;
         // Recovery is idempotent: the closed database reopens to the same state, twice.
         for _ in 0..2 {
-            let Some(db) = self.open(policy, false, false).await? else {
+            let Some(db) = self.open(false, false).await? else {
                 return Ok(());
             };
             db.close()
@@ -278,18 +280,9 @@ impl Run {
         self.check_corruption()
     }
 
-    fn corruption(&self) -> Vec<String> {
-        self.shared
-            .corruption
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     /// Every `Corruption` error must follow a bit flip the simulator made.
     fn check_corruption(&self) -> Result<(), String> {
-        let corruption = self.corruption();
-        match corruption.first() {
+        match self.shared.first_corruption() {
             Some(error) if self.storage.ledger().bit_flips.is_empty() => Err(format!(
                 "the engine reported corruption, but no stored bit was flipped: {error}"
             )),
@@ -300,12 +293,7 @@ impl Run {
     /// Opens the database — first perhaps crashing during recovery, retrying while faults
     /// make it fail — and checks what recovery brought back. `None`: the database reports
     /// corruption after a bit flip, and the run ends there.
-    async fn open(
-        &mut self,
-        policy: WalSyncPolicy,
-        power_lost: bool,
-        faults: bool,
-    ) -> Result<Option<Db>, String> {
+    async fn open(&mut self, power_lost: bool, faults: bool) -> Result<Option<Db>, String> {
         let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
         if faults && self.storage.plan().is_on(FaultKind::CrashDuringRecovery) && self.random.bool()
         {
@@ -316,7 +304,7 @@ impl Run {
             attempt += 1;
             self.storage
                 .set_faults_active(faults && attempt < OPEN_ATTEMPTS);
-            let opened = builder(policy, self.compression)
+            let opened = builder(self.policy, self.compression)
                 .on_storage(self.storage.handle())
                 .open(Arc::clone(&runtime))
                 .await;
@@ -326,13 +314,8 @@ impl Run {
                 Err(error) if error.kind() == damselfly::ErrorKind::Corruption => {
                     self.story
                         .push(format!("open: corruption reported: {error}"));
-                    self.shared
-                        .corruption
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(error.to_string());
-                    self.check_corruption()?;
-                    return Ok(None);
+                    self.shared.note_corruption(&error);
+                    return self.check_corruption().map(|()| None);
                 }
                 Err(error) if attempt < OPEN_ATTEMPTS + 1 => {
                     self.story
@@ -344,7 +327,8 @@ impl Run {
         self.storage.set_faults_active(faults);
         // What recovery brought back: the newest timestamp, and the whole table there.
         let recovered = match self.recovered(&db).await {
-            Ok(recovered) => recovered,
+            Ok(Some(recovered)) => recovered,
+            Ok(None) => return Err(self.shared.failure().unwrap_or_default()),
             Err(error) => return self.failed_after_open(error, faults).map(|()| None),
         };
         let lost = self.shared.model().recover(recovered.ts, power_lost)?;
@@ -360,11 +344,7 @@ impl Run {
     /// failure otherwise.
     fn failed_after_open(&mut self, error: damselfly::Error, faults: bool) -> Result<(), String> {
         if error.kind() == damselfly::ErrorKind::Corruption {
-            self.shared
-                .corruption
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(error.to_string());
+            self.shared.note_corruption(&error);
             return self.check_corruption();
         }
         if faults {
@@ -377,23 +357,17 @@ impl Run {
         ))
     }
 
-    async fn recovered(&self, db: &Db) -> Result<Observation, damselfly::Error> {
+    /// What recovery brought back: the whole table at the newest timestamp; `None` if the scan
+    /// broke a promise of its own (recorded in `shared`).
+    async fn recovered(&self, db: &Db) -> Result<Option<Observation>, damselfly::Error> {
         let snapshot = db.begin_snapshot().await?;
         let batches = snapshot.scan().collect().await?;
-        let mut seen: BTreeMap<u64, Option<u64>> = (0..KEYS).map(|key| (key, None)).collect();
-        for batch in &batches {
-            let ids = column(batch, "id");
-            let commits = column(batch, "commit");
-            for (&key, &commit) in ids.iter().zip(commits) {
-                seen.insert(key, Some(commit));
-            }
-        }
-        Ok(Observation {
-            what: "scan after recovery".to_owned(),
-            ts: snapshot.timestamp().get(),
-            seen,
-            commit_at_least: None,
-        })
+        let what = "scan after recovery";
+        let observation = workload::rows(&batches, what, &self.shared).map(|rows| {
+            let ts = snapshot.timestamp().get();
+            workload::observation(what.to_owned(), ts, |_| true, rows)
+        });
+        Ok(observation)
     }
 
     fn spawn_clients(&mut self, db: &Db, faults: bool) -> Vec<damselfly::runtime::JoinHandle<()>> {
@@ -421,45 +395,37 @@ impl Run {
         let clients = self.spawn_clients(&db, true);
         // The crash comes at a random instant, most likely while clients are busy.
         let crash_at = Duration::from_millis(self.random.u64(0..operations.max(1) * 4));
-        let crasher = {
-            let (runtime, storage, shared) = (
-                Arc::clone(&runtime),
-                self.storage.clone(),
-                Arc::clone(&self.shared),
-            );
-            runtime.clone().spawn("sim-crasher", async move {
-                if matches!(ending, Ending::ProcessCrash | Ending::PowerLoss) {
-                    runtime.sleep(crash_at).await;
-                    shared.crashed.store(true, Ordering::SeqCst);
-                    match ending {
-                        Ending::PowerLoss => storage.power_loss(),
-                        _ => storage.crash(),
-                    }
+        let timed = matches!(ending, Ending::ProcessCrash | Ending::PowerLoss);
+        let crasher = timed.then(|| {
+            let (storage, shared) = (self.storage.clone(), Arc::clone(&self.shared));
+            let sleeper = Arc::clone(&runtime);
+            runtime.spawn("sim-crasher", async move {
+                sleeper.sleep(crash_at).await;
+                shared.crashed.store(true, Ordering::SeqCst);
+                match ending {
+                    Ending::PowerLoss => storage.power_loss(),
+                    _ => storage.crash(),
                 }
             })
-        };
+        });
         for client in clients {
             client
                 .await
                 .map_err(|panic| format!("a client panicked: {panic}"))?;
         }
-        let crashed = self.shared.crashed.load(Ordering::SeqCst);
-        if matches!(ending, Ending::Close | Ending::WhenDone) && !crashed {
-            // A clean close may fail only because a fault broke the database.
-            if ending == Ending::Close
-                && let Err(error) = db.close().await
-            {
-                self.story.push(format!("close failed: {error}"));
+        match crasher {
+            Some(crasher) => crasher
+                .await
+                .map_err(|panic| format!("the crasher panicked: {panic}"))?,
+            None if ending == Ending::Close => {
+                // A clean close may fail only because a fault broke the database.
+                if let Err(error) = db.close().await {
+                    self.story.push(format!("close failed: {error}"));
+                }
+                self.storage.retire_handles();
             }
-            self.shared.crashed.store(true, Ordering::SeqCst);
-            self.storage.crash();
-            crasher
-                .await
-                .map_err(|panic| format!("the crasher panicked: {panic}"))?;
-        } else {
-            crasher
-                .await
-                .map_err(|panic| format!("the crasher panicked: {panic}"))?;
+            // The clients are done, the database dropped without a close: a process crash.
+            None => self.storage.crash(),
         }
         self.shared.crashed.store(true, Ordering::SeqCst);
         drop(db);
@@ -489,16 +455,6 @@ fn builder(policy: WalSyncPolicy, compression: SstCompression) -> DbBuilder {
         .memtable_bytes(256 << 10)
         .wal_sync_policy(policy)
         .wal_segment_bytes(16 << 10)
-}
-
-fn column<'a>(batch: &'a damselfly::arrow_array::RecordBatch, name: &str) -> &'a [u64] {
-    use damselfly::arrow_array::cast::AsArray;
-    use damselfly::arrow_array::types::UInt64Type;
-    batch
-        .column_by_name(name)
-        .expect("the harness's table has the column")
-        .as_primitive::<UInt64Type>()
-        .values()
 }
 
 /// The check made before every delete: an SST named by the newest manifest record, or that

@@ -2,7 +2,6 @@
 //! scans, snapshots held across other work, time-travel reads, flushes — each operation drawn
 //! from the seed, each answer handed to the model.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -41,8 +40,8 @@ pub(crate) struct Shared {
     pub(crate) crashed: AtomicBool,
     /// Whether acknowledged commits are durable (the WAL syncs before acknowledging).
     pub(crate) durable_acks: bool,
-    /// Errors that must match a fault: `Corruption` needs a bit flip.
-    pub(crate) corruption: Mutex<Vec<String>>,
+    /// `Corruption` errors seen: each needs a bit flip before it.
+    corruption: Mutex<Vec<String>>,
     /// The first broken promise; stops the run.
     pub(crate) failure: Mutex<Option<String>>,
 }
@@ -68,6 +67,23 @@ impl Shared {
     pub(crate) fn fail(&self, failure: String) {
         let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
         slot.get_or_insert(failure);
+    }
+
+    /// Records a `Corruption` error, which must follow a ledgered bit flip.
+    pub(crate) fn note_corruption(&self, error: &Error) {
+        self.corruption
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(error.to_string());
+    }
+
+    /// The first `Corruption` error reported, if any.
+    pub(crate) fn first_corruption(&self) -> Option<String> {
+        self.corruption
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first()
+            .cloned()
     }
 
     pub(crate) fn failure(&self) -> Option<String> {
@@ -152,11 +168,7 @@ fn judge_error(shared: &Shared, error: &Error, faults_expected: bool) -> bool {
     }
     match error.kind() {
         ErrorKind::Corruption => {
-            shared
-                .corruption
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(error.to_string());
+            shared.note_corruption(error);
             false
         }
         // A failed call: the database may go on (a read error) or have failed (then every
@@ -297,31 +309,47 @@ async fn read_snapshot(
     let Some(rows) = rows(&batches, &what, shared) else {
         return Ok(None);
     };
-    let mut seen: BTreeMap<u64, Option<CommitId>> = (0..KEYS)
-        .filter(|&key| in_scope(key))
-        .map(|key| (key, None))
-        .collect();
-    for (key, commit) in rows {
-        let outside = !in_scope(key) || commit_at_least.is_some_and(|least| commit < least);
-        if outside {
-            shared.fail(format!(
-                "{what} at ts {ts} returned key {key} of commit {commit:#x}, which the query excludes"
-            ));
-            return Ok(None);
-        }
-        seen.insert(key, Some(commit));
+    let excluded = rows.iter().find(|&&(key, commit)| {
+        !in_scope(key) || commit_at_least.is_some_and(|least| commit < least)
+    });
+    if let Some((key, commit)) = excluded {
+        shared.fail(format!(
+            "{what} at ts {ts} returned key {key} of commit {commit:#x}, which the query excludes"
+        ));
+        return Ok(None);
     }
-    Ok(Some(Observation {
+    let mut observation = observation(what, ts, in_scope, rows);
+    observation.commit_at_least = commit_at_least;
+    Ok(Some(observation))
+}
+
+/// What a read at `ts` of the keys `in_scope` saw, given the `(id, commit)` rows it returned:
+/// every key in scope without a row is seen as absent.
+pub(crate) fn observation(
+    what: String,
+    ts: u64,
+    in_scope: impl Fn(u64) -> bool,
+    rows: Vec<(u64, u64)>,
+) -> Observation {
+    let absent = (0..KEYS)
+        .filter(|&key| in_scope(key))
+        .map(|key| (key, None));
+    let present = rows.into_iter().map(|(key, commit)| (key, Some(commit)));
+    Observation {
         what,
         ts,
-        seen,
-        commit_at_least,
-    }))
+        seen: absent.chain(present).collect(),
+        commit_at_least: None,
+    }
 }
 
 /// The `(id, commit)` rows of `batches`; `None` (recorded as a failure) unless they are in key
 /// order without duplicates.
-fn rows(batches: &[RecordBatch], what: &str, shared: &Shared) -> Option<Vec<(u64, u64)>> {
+pub(crate) fn rows(
+    batches: &[RecordBatch],
+    what: &str,
+    shared: &Shared,
+) -> Option<Vec<(u64, u64)>> {
     let mut rows = Vec::new();
     for batch in batches {
         let ids = batch.column_by_name("id")?.as_primitive::<UInt64Type>();
@@ -387,15 +415,7 @@ async fn stable_snapshot(
         ));
         return Ok(Next::Stop);
     }
-    let seen = (0..KEYS)
-        .map(|key| (key, None))
-        .chain(second.into_iter().map(|(key, commit)| (key, Some(commit))))
-        .collect();
-    let observation = Observation {
-        what: "snapshot scan".to_owned(),
-        ts: snapshot.timestamp().get(),
-        seen,
-        commit_at_least: None,
-    };
+    let ts = snapshot.timestamp().get();
+    let observation = observation("snapshot scan".to_owned(), ts, |_| true, second);
     Ok(record(shared, observation))
 }
