@@ -534,7 +534,7 @@ fn error_fault(call: StorageCall<'_>) -> FaultKind {
             Durability::Buffered => FaultKind::WriteError,
             Durability::Synced => FaultKind::SyncError,
         },
-        StorageCall::Close { .. } => FaultKind::SyncError,
+        StorageCall::Close { .. } | StorageCall::Sync { .. } => FaultKind::SyncError,
         StorageCall::PutIfAbsent { .. } => FaultKind::CasConflict,
         StorageCall::List { .. } => FaultKind::ListError,
         StorageCall::Delete { .. } => FaultKind::DeleteError,

@@ -211,3 +211,50 @@ pub fn assert_error<T: std::fmt::Debug>(
         }
     }
 }
+
+/// One process's way to its files: until [`Process::crash`] every call goes to the shared
+/// storage; afterwards every call fails, as if the process had died, and what it wrote — synced
+/// or only handed to the OS — stays for the next process to find.
+#[derive(Debug, Default)]
+pub struct Process {
+    crashed: std::sync::atomic::AtomicBool,
+}
+
+impl Process {
+    /// The storage a process sees, and the switch that crashes it.
+    pub fn on(
+        storage: &damselfly::storage::MemoryStorage,
+    ) -> (Arc<damselfly::storage::HookedStorage>, Arc<Process>) {
+        let process = Arc::new(Process::default());
+        let inner = Arc::new(storage.clone());
+        let hooked = damselfly::storage::HookedStorage::new(inner, process.clone());
+        (Arc::new(hooked), process)
+    }
+
+    /// From now on the process can reach no storage.
+    pub fn crash(&self) {
+        self.crashed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl damselfly::storage::StorageHook for Process {
+    fn before(
+        &self,
+        call: damselfly::storage::StorageCall<'_>,
+    ) -> damselfly::runtime::BoxFuture<'static, Result<(), damselfly::storage::StorageError>> {
+        let crashed = self.crashed.load(std::sync::atomic::Ordering::SeqCst);
+        let (operation, path) = (call.operation(), call.path().to_owned());
+        Box::pin(async move {
+            if crashed {
+                return Err(damselfly::storage::StorageError::new(
+                    damselfly::storage::StorageErrorKind::Io,
+                    operation,
+                    path,
+                    "the process crashed",
+                ));
+            }
+            Ok(())
+        })
+    }
+}

@@ -11,7 +11,8 @@
 //! - a commit is reported durable only after its bytes are written, and, under
 //!   [`WalSyncPolicy::Always`], synced together with the segment's directory entry;
 //! - segments are written by one writer from start to end and never reopened; a rotated segment
-//!   is synced and closed before the next one starts;
+//!   is synced and closed before the next one starts, and the segment an earlier writer left
+//!   last is synced (as replay found it) before this writer's first one starts;
 //! - on storage without durable appends (object stores) every group is a segment of its own,
 //!   written whole with put-if-absent, so two writers can never interleave in one segment;
 //! - any storage error is fatal: after a failed write or sync nobody knows what is durable, so
@@ -276,9 +277,17 @@ impl WalWriter {
     /// Starts this writer's part of the log with a segment of its own, durably. Its header
     /// records where replay ended, so whatever an older writer — crashed, or fenced off by this
     /// one's claim — still appends to its last segment is superseded and never replayed.
+    ///
+    /// The segment replay ended in is synced first. A crashed writer may have left frames there
+    /// that only the OS held; replay applied them, so they are part of the log from now on, and
+    /// the new header names them. Were they lost in a later power loss, the log would have a
+    /// hole where the header says frames are.
     async fn start_log(&mut self) -> Result<(), WalError> {
         if !self.storage.supports_durable_append() {
             return self.put_group(self.written_through).await;
+        }
+        if let Some(previous) = self.previous {
+            self.storage.sync(&segment::path(previous.id)).await?;
         }
         let segment = self.create_segment().await?;
         let segment = self.open.insert(segment);
@@ -349,10 +358,16 @@ impl WalWriter {
         Ok(())
     }
 
-    /// Deletes the closed segments whose commits are all at or below `through`. The newest
-    /// segment is always kept, so that segment ids keep increasing across restarts. A segment
-    /// that cannot be deleted now is kept and retried at the next truncation: leftover segments
-    /// cost space, never correctness, because replay skips their commits.
+    /// Deletes the oldest closed segments, as long as their commits are all at or below
+    /// `through`. The newest segment is always kept, so that segment ids keep increasing across
+    /// restarts.
+    ///
+    /// What is left is always a contiguous run of the newest segments, because replay checks
+    /// that each segment follows the one before it: segments go oldest first, the first one
+    /// that must stay (an empty segment after a kept one included) keeps every later one, and a
+    /// segment that cannot be deleted now stops this truncation — it and the ones after it are
+    /// retried at the next. Leftover segments cost space, never correctness, because replay
+    /// skips their commits.
     async fn truncate(&mut self, through: Timestamp) {
         let newest = self.open.as_ref().map(|segment| segment.id).or(self
             .closed
@@ -362,7 +377,7 @@ impl WalWriter {
         let doomed: Vec<u64> = self
             .closed
             .iter()
-            .filter(|&(&id, &last)| last <= through && Some(id) != newest)
+            .take_while(|&(&id, &last)| last <= through && Some(id) != newest)
             .map(|(&id, _)| id)
             .collect();
         for id in doomed {
@@ -372,7 +387,7 @@ impl WalWriter {
                 Err(error) if error.kind == StorageErrorKind::NotFound => {}
                 Err(error) => {
                     tracing::warn!(path, %error, "could not delete a WAL segment below the floor; will retry");
-                    continue;
+                    return;
                 }
             }
             self.closed.remove(&id);

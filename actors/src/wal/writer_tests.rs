@@ -303,3 +303,67 @@ fn segments_rotate_by_age() {
         .expect("an intact log");
     assert_eq!((summary.commits, summary.segments.len()), (4, 5));
 }
+
+/// Fails every delete of one path while it is set.
+#[derive(Debug, Default)]
+struct StuckDelete {
+    path: Mutex<Option<String>>,
+}
+
+impl StorageHook for StuckDelete {
+    fn before(&self, call: StorageCall<'_>) -> BoxFuture<'static, Result<(), StorageError>> {
+        let stuck = self.path.lock().unwrap_or_else(PoisonError::into_inner);
+        let failed = matches!(call, StorageCall::Delete { path } if stuck.as_deref() == Some(path));
+        let error = failed.then(|| {
+            StorageError::new(
+                damselfly_runtimes::StorageErrorKind::Io,
+                "delete",
+                call.path(),
+                "the device refused",
+            )
+        });
+        Box::pin(async move { error.map_or(Ok(()), Err) })
+    }
+}
+
+#[test]
+fn truncation_leaves_a_contiguous_run_of_the_newest_segments() {
+    let memory = MemoryStorage::new();
+    let hook = Arc::new(StuckDelete::default());
+    let storage = Arc::new(HookedStorage::new(Arc::new(memory.clone()), hook.clone()));
+    // Segments 1-5 as replay found them, with the newest commit in each; 3 holds none.
+    let newest = [(1, 10), (2, 20), (3, 0), (4, 40), (5, 50)];
+    let mut replayed = ReplaySummary::default();
+    for (id, last_timestamp) in newest {
+        smol::block_on(memory.put(&segment::path(id), Bytes::from_static(b"x"))).expect("put");
+        replayed.segments.push(replay::ReplayedSegment {
+            end: SegmentEnd { id, length: 1 },
+            last_timestamp,
+        });
+    }
+    let (memtable, _durable) = mailbox::<MemtableMessage>("memtable", 16);
+    let mut writer = WalWriter::new(
+        storage,
+        Arc::new(SmolRuntime::new()),
+        WalOptions::default(),
+        &table(),
+        &replayed,
+        memtable.notifier(),
+        Arc::new(EngineMetrics::default()),
+    )
+    .expect("a writer");
+    let left = || memory.paths();
+    let paths = |ids: &[u64]| ids.iter().map(|&id| segment::path(id)).collect::<Vec<_>>();
+
+    // Segment 1 cannot be deleted: nothing after it may go either.
+    *hook.path.lock().unwrap_or_else(PoisonError::into_inner) = Some(segment::path(1));
+    smol::block_on(writer.truncate(Timestamp::new(20)));
+    assert_eq!(left(), paths(&[1, 2, 3, 4, 5]));
+
+    // Once it can, the oldest go; the empty segment 3 stays while segment 2 does.
+    *hook.path.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    smol::block_on(writer.truncate(Timestamp::new(15)));
+    assert_eq!(left(), paths(&[2, 3, 4, 5]));
+    smol::block_on(writer.truncate(Timestamp::new(45)));
+    assert_eq!(left(), paths(&[5]), "the newest segment always stays");
+}

@@ -82,6 +82,11 @@ pub enum StorageCall<'a> {
         /// The file.
         path: &'a str,
     },
+    /// [`Storage::sync`].
+    Sync {
+        /// The file.
+        path: &'a str,
+    },
 }
 
 impl<'a> StorageCall<'a> {
@@ -98,6 +103,7 @@ impl<'a> StorageCall<'a> {
             StorageCall::Size { .. } => "size",
             StorageCall::List { .. } => "list",
             StorageCall::Delete { .. } => "delete",
+            StorageCall::Sync { .. } => "sync",
         }
     }
 
@@ -112,7 +118,8 @@ impl<'a> StorageCall<'a> {
             | StorageCall::PutIfAbsent { path, .. }
             | StorageCall::Read { path, .. }
             | StorageCall::Size { path }
-            | StorageCall::Delete { path } => path,
+            | StorageCall::Delete { path }
+            | StorageCall::Sync { path } => path,
             StorageCall::List { dir } => dir,
         }
     }
@@ -281,6 +288,13 @@ impl Storage for HookedStorage {
         Box::pin(async move {
             let call = StorageCall::Delete { path };
             Self::hooked(self.hook.as_ref(), call, self.inner.delete(path), |_| 0).await
+        })
+    }
+
+    fn sync<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let call = StorageCall::Sync { path };
+            Self::hooked(self.hook.as_ref(), call, self.inner.sync(path), |_| 0).await
         })
     }
 }

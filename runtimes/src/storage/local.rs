@@ -14,6 +14,7 @@
 //!   synced temporary file to the destination with `hard_link`, which the OS does atomically and
 //!   refuses when the destination exists: a compare-and-swap that holds between processes too.
 //! - `delete` syncs the directory, so a deleted file stays deleted after a power loss.
+//! - `sync` syncs an existing file and every directory from its own up to the root.
 //! - Temporary files are named `.tmp-<16 hex digits>-<file name>`, are removed when an operation
 //!   fails, and are never listed. A crash can leave one behind; it is harmless.
 //! - Errors name the path relative to the root, never the absolute one.
@@ -242,6 +243,15 @@ impl Storage for LocalDiskStorage {
                 sync_dir(&place.dir)
             })
             .await
+        })
+    }
+
+    fn sync<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let place = self.place("sync", path)?;
+            let root = self.inner.root.clone();
+            self.run("sync", path, move || sync_file(&place, &root))
+                .await
         })
     }
 }
@@ -532,6 +542,23 @@ fn list_files(dir: &Path, relative_dir: &str) -> io::Result<Vec<FileInfo>> {
     }
     files.sort_by(|left, right| left.path.cmp(&right.path));
     Ok(files)
+}
+
+/// Syncs an existing file's data, then every directory from its own up to `root`: a crashed
+/// process may have made any of them without syncing.
+fn sync_file(place: &Place, root: &Path) -> io::Result<()> {
+    // Opened for writing because some platforms sync only files opened so; nothing is written.
+    OpenOptions::new()
+        .write(true)
+        .open(&place.file)?
+        .sync_data()?;
+    for dir in place.dir.ancestors() {
+        sync_dir(dir)?;
+        if dir == root {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn sync_dirs(dirs: &[PathBuf]) -> io::Result<()> {

@@ -312,6 +312,12 @@ impl State {
         Ok(files)
     }
 
+    fn sync(&mut self, path: &str) -> Result<(), StorageError> {
+        let file = self.file_mut("sync", path)?;
+        file.durable_len = Some(len_u64(&file.bytes));
+        Ok(())
+    }
+
     fn delete(&mut self, path: &str) -> Result<(), StorageError> {
         check_file_path("delete", path)?;
         match self.files.remove(path) {
@@ -386,6 +392,10 @@ impl Storage for MemoryStorage {
 
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move { self.lock().delete(path) })
+    }
+
+    fn sync<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move { self.lock().sync(path) })
     }
 }
 

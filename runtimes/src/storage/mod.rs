@@ -7,6 +7,8 @@
 //!   far, and the file's directory entry, survive power loss (fdatasync + directory fsync).
 //!   With [`Durability::Buffered`] the bytes are handed to the OS (they survive a process crash,
 //!   not a power loss) — on backends that have an OS page cache.
+//! - [`Storage::sync`] makes a file written earlier durable as it stands, so that recovery can
+//!   build on bytes a crashed process had only handed to the OS.
 //! - [`Storage::put`] and [`Storage::put_if_absent`] are atomic (readers see the old state or the
 //!   whole new file, never a part) and durable when they return.
 //! - [`Storage::put_if_absent`] is the compare-and-swap the manifest relies on: of two callers
@@ -113,6 +115,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes a file. Fails with [`StorageErrorKind::NotFound`] if there is none.
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// Makes every byte of an existing file, and its directory entry, durable — bytes that an
+    /// appender of a crashed process left unsynced, for instance. Fails with
+    /// [`StorageErrorKind::NotFound`] if there is no file. On backends where a file is durable
+    /// once it can be read (object stores) it only checks that the file exists.
+    fn sync<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>>;
 }
 
 /// A file being written from start to end by one owner (a log segment, an SST).

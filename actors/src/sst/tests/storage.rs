@@ -88,4 +88,8 @@ impl Storage for CountingStorage {
     fn delete<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
         self.inner.delete(path)
     }
+
+    fn sync<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.inner.sync(path)
+    }
 }

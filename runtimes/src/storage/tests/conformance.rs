@@ -241,6 +241,16 @@ pub(super) async fn delete_removes_once(storage: &dyn Storage) {
     );
 }
 
+pub(super) async fn sync_keeps_a_file_as_it_is(storage: &dyn Storage) {
+    put(storage, "wal/7", b"written earlier").await;
+    storage.sync("wal/7").await.expect("sync");
+    assert_eq!(read(storage, "wal/7").await, &b"written earlier"[..]);
+    assert_eq!(
+        kind_of(storage.sync("wal/8").await),
+        StorageErrorKind::NotFound
+    );
+}
+
 pub(super) async fn invalid_paths_are_rejected(storage: &dyn Storage) {
     let data = || Bytes::from_static(b"x");
     for path in ["/absolute", "a/../b", "..", "a//b", "a/", "./a", "a\\b", ""] {

@@ -126,6 +126,25 @@ fn put_and_put_if_absent_survive_power_loss_and_delete_is_durable() {
 }
 
 #[test]
+fn sync_makes_what_a_dead_appender_left_durable() {
+    let storage = MemoryStorage::new();
+    block_on(async {
+        let mut appender = storage.create("wal/5").await.expect("create");
+        append(&mut appender, b"synced ", Durability::Synced).await;
+        append(&mut appender, b"buffered", Durability::Buffered).await;
+        let mut never_synced = storage.create("wal/6").await.expect("create");
+        append(&mut never_synced, b"only in the OS", Durability::Buffered).await;
+        drop((appender, never_synced)); // the process that wrote them is gone
+
+        storage.sync("wal/5").await.expect("sync");
+        storage.sync("wal/6").await.expect("sync");
+        storage.simulate_power_loss();
+        assert_eq!(read(&storage, "wal/5").await, &b"synced buffered"[..]);
+        assert_eq!(read(&storage, "wal/6").await, &b"only in the OS"[..]);
+    });
+}
+
+#[test]
 fn an_appender_from_before_a_power_loss_is_dead() {
     let storage = MemoryStorage::new();
     block_on(async {

@@ -232,6 +232,7 @@ macro_rules! common_cases {
             list_shows_direct_children_sorted,
             reserved_temp_names_are_rejected,
             delete_removes_once,
+            sync_keeps_a_file_as_it_is,
             invalid_paths_are_rejected,
         );
     };
