@@ -24,6 +24,7 @@ use damselfly_actors::memtable::{
     WriteBudget,
 };
 use damselfly_actors::metrics::EngineMetrics;
+use damselfly_actors::probe::{self, Probe};
 use damselfly_actors::sst::{BlockCache, SstReader};
 use damselfly_actors::table::{TableSchema, descriptor};
 use damselfly_actors::wal::WalWriter;
@@ -57,6 +58,7 @@ pub(crate) async fn open(
         replay_wal(&storage, &table, &version.version, &options, &budget).await?;
     metrics.replayed_commits.add(summary.commits);
     metrics.replayed_rows.add(summary.rows);
+    probe_recovery(&*runtime, &summary, &memtables);
     let clock = Timestamp::new(summary.last_timestamp.max(version.version.last_commit));
 
     let mut view_memtables = vec![Arc::clone(&memtables.writable)];
@@ -207,6 +209,28 @@ async fn replay_wal(
     })
     .await?;
     Ok((RecoveredMemtables { writable, sealed }, summary))
+}
+
+/// Notes the recovery paths this open took.
+fn probe_recovery(runtime: &dyn Runtime, summary: &ReplaySummary, memtables: &RecoveredMemtables) {
+    let reached = [
+        (summary.commits > 0, Probe::RecoveryReplayed),
+        (
+            summary.skipped_commits > 0,
+            Probe::RecoverySkippedBelowFloor,
+        ),
+        (summary.torn_bytes > 0, Probe::RecoveryTornTail),
+        (summary.superseded_bytes > 0, Probe::RecoverySupersededBytes),
+        (
+            !memtables.sealed.is_empty(),
+            Probe::RecoverySealedDuringReplay,
+        ),
+    ];
+    for (reached, probe) in reached {
+        if reached {
+            probe::hit(runtime, probe);
+        }
+    }
 }
 
 /// Creates the table descriptor, or checks that the stored one describes `table`.

@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod manifest;
 pub mod memtable;
 pub mod metrics;
+pub mod probe;
 pub mod sst;
 pub mod table;
 mod timestamp;

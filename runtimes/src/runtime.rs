@@ -58,6 +58,13 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     fn trace(&self, label: &str, value: u64) {
         let _ = (label, value);
     }
+
+    /// Notes that the program reached a named point worth covering — a torn WAL tail ignored, a
+    /// publish retried — if the runtime counts such points: the simulator counts each name per
+    /// run, and its swarm reports the points no seed reached. Does nothing by default.
+    fn probe(&self, name: &'static str) {
+        let _ = name;
+    }
 }
 
 /// A shared runtime is a runtime: `Arc<dyn Runtime>` can be passed wherever one is expected.
@@ -88,6 +95,10 @@ impl<R: Runtime + ?Sized> Runtime for std::sync::Arc<R> {
 
     fn trace(&self, label: &str, value: u64) {
         (**self).trace(label, value);
+    }
+
+    fn probe(&self, name: &'static str) {
+        (**self).probe(name);
     }
 }
 

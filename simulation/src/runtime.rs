@@ -1,5 +1,6 @@
 //! `SimRuntime`: the public handle of the deterministic runtime and its `Runtime` impl.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Weak};
@@ -203,6 +204,12 @@ impl SimRuntime {
             .record(Event::Application { label, value });
     }
 
+    /// How often each probe ([`Runtime::probe`]) was reached so far, by name.
+    #[must_use]
+    pub fn probe_hits(&self) -> BTreeMap<&'static str, u64> {
+        self.shared.lock().probes.clone()
+    }
+
     /// How many spawned tasks have not finished (the main future of `block_on` not counted).
     #[must_use]
     pub fn task_count(&self) -> usize {
@@ -257,6 +264,17 @@ impl Runtime for SimRuntime {
 
     fn trace(&self, label: &str, value: u64) {
         self.record(label, value);
+    }
+
+    /// Counts the probe and folds it into the trace.
+    fn probe(&self, name: &'static str) {
+        let mut state = self.shared.lock();
+        let hits = state.probes.entry(name).or_default();
+        *hits += 1;
+        let value = *hits;
+        state
+            .trace
+            .record(Event::Application { label: name, value });
     }
 }
 

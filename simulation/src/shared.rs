@@ -6,6 +6,7 @@
 //! is iterated in hash or address order: tasks and timers live in `BTreeMap`s keyed by sequential
 //! numbers.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub(crate) struct State {
     pub(crate) running: bool,
     /// How late timers fire.
     pub(crate) jitter: TimerJitter,
+    /// How often each probe was reached.
+    pub(crate) probes: BTreeMap<&'static str, u64>,
 }
 
 /// Timers fire late by a random part of their duration, up to `percent` percent, as an OS's
@@ -93,6 +96,7 @@ impl Shared {
             time_limit: DEFAULT_TIME_LIMIT,
             running: false,
             jitter: TimerJitter::for_seed(seed),
+            probes: BTreeMap::new(),
         };
         Self {
             seed,

@@ -2,6 +2,7 @@
 //! clients, crashes at random instants, crashes during recovery, storage faults — holds every
 //! promise the oracle checks, and replays to the same trace.
 
+use damselfly_actors::probe::Probe;
 use damselfly_sim::FaultKind;
 use damselfly_sim::harness::{RunOptions, run_seed};
 
@@ -23,10 +24,12 @@ fn a_swarm_of_seeds_holds_every_promise() {
     let mut failures = Vec::new();
     let mut operations = 0;
     let mut faults = std::collections::BTreeSet::new();
+    let mut probes = std::collections::BTreeSet::new();
     for seed in 0..SEEDS {
         let report = run_seed(seed, &options());
         operations += report.operations;
         faults.extend(report.ledger.counts.keys().copied());
+        probes.extend(report.probes.keys().copied());
         if let Some(failure) = report.failure {
             failures.push(format!(
                 "seed {seed}: {failure}\n  replay: cargo run --release -p damselfly-sim --bin sim -- --seed {seed} --ops 1000 --cycles 3 --trace"
@@ -34,7 +37,7 @@ fn a_swarm_of_seeds_holds_every_promise() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The swarm did work and met faults of many kinds.
+    // The swarm did work and met faults of many kinds...
     assert!(operations > SEEDS * 300, "only {operations} operations ran");
     for kind in [
         FaultKind::ProcessCrash,
@@ -44,6 +47,20 @@ fn a_swarm_of_seeds_holds_every_promise() {
         FaultKind::Stall,
     ] {
         assert!(faults.contains(&kind), "no seed met {kind}");
+    }
+    // ...and took the recovery paths those faults open.
+    for probe in [
+        Probe::WalReplayedSegmentSynced,
+        Probe::RecoveryReplayed,
+        Probe::RecoverySkippedBelowFloor,
+        Probe::ManifestPublishRetried,
+        Probe::WalTruncationStopped,
+    ] {
+        assert!(
+            probes.contains(probe.name()),
+            "no seed reached {}",
+            probe.name()
+        );
     }
 }
 
@@ -57,5 +74,6 @@ fn a_seed_replays_to_the_same_trace_and_answers() {
         assert_eq!(first.operations, second.operations, "seed {seed}");
         assert_eq!(first.ledger, second.ledger, "seed {seed}");
         assert_eq!(first.story, second.story, "seed {seed}");
+        assert_eq!(first.probes, second.probes, "seed {seed}");
     }
 }

@@ -227,6 +227,27 @@ fn recorded_events_change_the_trace() {
 }
 
 #[test]
+fn probes_are_counted_by_name_and_traced() {
+    let run = |probes: &[&'static str]| {
+        let sim = SimRuntime::new(9);
+        let runtime: Arc<dyn Runtime> = Arc::new(sim.clone());
+        let probes = probes.to_vec();
+        sim.block_on(async move {
+            for probe in probes {
+                runtime.probe(probe);
+            }
+        });
+        (sim.probe_hits(), sim.trace_hash())
+    };
+    let (hits, hash) = run(&["wal.torn_tail", "manifest.retry", "wal.torn_tail"]);
+    let expected = [("manifest.retry", 1), ("wal.torn_tail", 2)];
+    assert_eq!(hits, expected.into_iter().collect());
+    let (none, plain) = run(&[]);
+    assert!(none.is_empty());
+    assert_ne!(hash, plain, "a probe is an event of the trace");
+}
+
+#[test]
 fn the_handle_is_cheap_to_clone_and_describes_itself() {
     fn assert_send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
     assert_send_sync::<SimRuntime>();

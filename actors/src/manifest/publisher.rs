@@ -24,6 +24,7 @@ use super::{
 };
 use crate::kernel::{Actor, Reply};
 use crate::memtable::Visibility;
+use crate::probe::{self, Probe};
 use crate::sst::SstReader;
 use crate::timestamp::Timestamp;
 
@@ -169,6 +170,7 @@ impl Publisher {
                     if error.kind == StorageErrorKind::Io && attempt < PUBLISH_ATTEMPTS_MAX =>
                 {
                     tracing::warn!(%error, attempt, number = next.number, "publishing a manifest version failed; retrying");
+                    probe::hit(&*self.clock, Probe::ManifestPublishRetried);
                     self.clock.sleep(delay).await;
                     delay *= 2;
                     attempt += 1;
@@ -194,6 +196,7 @@ impl Publisher {
         let keep_from = self.current.version.number.saturating_sub(RECORDS_KEPT);
         if let Err(error) = self.store.prune(keep_from).await {
             tracing::warn!(%error, "could not prune old manifest records; will retry");
+            probe::hit(&*self.clock, Probe::ManifestPruneFailed);
         }
     }
 

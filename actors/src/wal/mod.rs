@@ -41,6 +41,7 @@ use self::segment::SegmentEnd;
 use crate::kernel::{Actor, Notifier};
 use crate::memtable::MemtableMessage;
 use crate::metrics::EngineMetrics;
+use crate::probe::{self, Probe};
 use crate::table::{TableSchema, descriptor};
 use crate::timestamp::Timestamp;
 
@@ -188,6 +189,9 @@ impl WalWriter {
         let Some(&(through, _)) = self.queued.last() else {
             return Ok(());
         };
+        if self.queued.len() > 1 {
+            probe::hit(&*self.clock, Probe::WalGroupCommit);
+        }
         if self.storage.supports_durable_append() {
             self.append_group(through).await?;
         } else {
@@ -288,6 +292,7 @@ impl WalWriter {
         }
         if let Some(previous) = self.previous {
             self.storage.sync(&segment::path(previous.id)).await?;
+            probe::hit(&*self.clock, Probe::WalReplayedSegmentSynced);
         }
         let segment = self.create_segment().await?;
         let segment = self.open.insert(segment);
@@ -339,6 +344,7 @@ impl WalWriter {
             || age >= self.options.segment_age_max
         {
             self.close_segment().await?;
+            probe::hit(&*self.clock, Probe::WalSegmentRotated);
         }
         Ok(())
     }
@@ -387,11 +393,13 @@ impl WalWriter {
                 Err(error) if error.kind == StorageErrorKind::NotFound => {}
                 Err(error) => {
                     tracing::warn!(path, %error, "could not delete a WAL segment below the floor; will retry");
+                    probe::hit(&*self.clock, Probe::WalTruncationStopped);
                     return;
                 }
             }
             self.closed.remove(&id);
             self.metrics.wal_segments_deleted.add(1);
+            probe::hit(&*self.clock, Probe::WalSegmentsDeleted);
             tracing::debug!(path, "WAL segment deleted below the floor");
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! With `--seeds`, every seed runs in its own process (this binary again), `--jobs` at a time;
 //! the summary lists failures with the command that replays each, how many seeds met each fault
-//! kind, and the throughput. `--determinism K` runs the first K seeds a second time, in fresh
+//! kind and reached each probe (and which none did), and the throughput. `--determinism K` runs the first K seeds a second time, in fresh
 //! processes, and compares trace hashes. A failing seed is minimised: it is run again with fewer
 //! operations, and the shortest run that still fails is what the replay command names.
 //! With `--seed`, one seed runs here and its report is printed; `--trace` adds every event.
@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use damselfly_actors::probe::Probe;
 use damselfly_sim::FaultKind;
-use damselfly_sim::harness::{RunOptions, SeedReport, run_seed};
+use damselfly_sim::harness::{PROBES, RunOptions, SeedReport, run_seed};
 
 const USAGE: &str = "usage: sim --seeds A..B [--jobs N] [--ops N] [--cycles N] [--determinism K]
        sim --seed N [--ops N] [--cycles N] [--trace]";
@@ -188,6 +189,7 @@ fn print_report(args: &Args, report: &SeedReport, wall: Duration) {
             record.at, record.kind, record.detail
         );
     }
+    println!("probes reached: {}", format_counts(&report.probes));
     println!(
         "{} operations, {} reads checked, {:.1} s virtual in {:.2} s, trace hash {:#018x} over {} events",
         report.operations,
@@ -206,27 +208,40 @@ fn print_report(args: &Args, report: &SeedReport, wall: Duration) {
     }
 }
 
-fn result_line(report: &SeedReport, wall: Duration) -> String {
-    let faults: Vec<String> = report
-        .ledger
-        .counts
+/// `name:count` pairs, comma-separated, as a `RESULT` field carries them.
+fn format_counts<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
+    let pairs: Vec<String> = counts
         .iter()
-        .map(|(kind, count)| format!("{kind}:{count}"))
+        .map(|(name, count)| format!("{name}:{count}"))
         .collect();
+    pairs.join(",")
+}
+
+/// The counts [`format_counts`] wrote.
+fn parse_counts(field: &str) -> BTreeMap<String, u64> {
+    field
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .map(|(name, count)| (name.to_owned(), count.parse().unwrap_or(0)))
+        .collect()
+}
+
+fn result_line(report: &SeedReport, wall: Duration) -> String {
     let failure = report
         .failure
         .as_deref()
         .unwrap_or("")
         .replace(['\n', '\t'], " ");
     format!(
-        "{RESULT}\tseed={}\tok={}\toperations={}\tvirtual_ms={}\twall_ms={}\thash={:#x}\tfaults={}\tfailure={failure}",
+        "{RESULT}\tseed={}\tok={}\toperations={}\tvirtual_ms={}\twall_ms={}\thash={:#x}\tfaults={}\tprobes={}\tfailure={failure}",
         report.seed,
         u8::from(report.failure.is_none()),
         report.operations,
         report.virtual_time.as_millis(),
         wall.as_millis(),
         report.trace_hash,
-        faults.join(","),
+        format_counts(&report.ledger.counts),
+        format_counts(&report.probes),
     )
 }
 
@@ -239,6 +254,7 @@ struct Outcome {
     wall_ms: u64,
     hash: String,
     faults: BTreeMap<String, u64>,
+    probes: BTreeMap<String, u64>,
     failure: String,
 }
 
@@ -284,15 +300,8 @@ fn run_child(args: &Args, seed: u64, operations: u64) -> Outcome {
             "virtual_ms" => outcome.virtual_ms = value.parse().unwrap_or(0),
             "wall_ms" => outcome.wall_ms = value.parse().unwrap_or(0),
             "hash" => outcome.hash = value.to_owned(),
-            "faults" => {
-                for pair in value.split(',').filter(|pair| !pair.is_empty()) {
-                    if let Some((kind, count)) = pair.split_once(':') {
-                        outcome
-                            .faults
-                            .insert(kind.to_owned(), count.parse().unwrap_or(0));
-                    }
-                }
-            }
+            "faults" => outcome.faults = parse_counts(value),
+            "probes" => outcome.probes = parse_counts(value),
             "failure" => outcome.failure = value.to_owned(),
             _ => {}
         }
@@ -365,30 +374,12 @@ fn swarm(args: &Args, seeds: Range<u64>, jobs: usize, determinism: u64) -> ExitC
         virtual_secs / cpu_secs.max(f64::EPSILON)
     );
     println!("fault kinds (seeds that met each, and how often in all):");
-    let mut never = Vec::new();
-    for kind in FaultKind::ALL {
-        let seeds_met = outcomes
-            .iter()
-            .filter(|o| o.faults.get(kind.name()).is_some_and(|&n| n > 0))
-            .count();
-        let total: u64 = outcomes
-            .iter()
-            .filter_map(|o| o.faults.get(kind.name()))
-            .sum();
-        if seeds_met == 0 {
-            never.push(kind.name());
-        }
-        println!(
-            "  {:<24} {:>5} seeds ({:>5.1}%) {:>9} times",
-            kind.name(),
-            seeds_met,
-            seeds_met as f64 * 100.0 / count as f64,
-            total
-        );
-    }
-    if !never.is_empty() {
-        println!("fault kinds never met: {}", never.join(" "));
-    }
+    let kinds = FaultKind::ALL.iter().map(|kind| kind.name());
+    print_coverage("fault kinds never met", kinds, &outcomes, |o| &o.faults);
+    println!("probes (seeds that reached each, and how often in all):");
+    let engine = Probe::ALL.iter().map(|probe| probe.name());
+    let probes = engine.chain(PROBES.iter().map(|(name, _)| *name));
+    print_coverage("probes never reached", probes, &outcomes, |o| &o.probes);
     if determinism > 0 {
         println!(
             "determinism: {} of {} seeds gave the same trace hash in a fresh process{}",
@@ -410,6 +401,34 @@ fn swarm(args: &Args, seeds: Range<u64>, jobs: usize, determinism: u64) -> ExitC
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Prints, for each of `names`, how many outcomes count it and how often in all, then the names
+/// none counts after `never`.
+fn print_coverage<'a>(
+    never: &str,
+    names: impl Iterator<Item = &'a str>,
+    outcomes: &[Outcome],
+    counts: impl Fn(&Outcome) -> &BTreeMap<String, u64>,
+) {
+    let mut missed = Vec::new();
+    for name in names {
+        let seeds = outcomes
+            .iter()
+            .filter(|o| counts(o).get(name).is_some_and(|&n| n > 0))
+            .count();
+        let total: u64 = outcomes.iter().filter_map(|o| counts(o).get(name)).sum();
+        if seeds == 0 {
+            missed.push(name);
+        }
+        println!(
+            "  {name:<32} {seeds:>5} seeds ({:>5.1}%) {total:>9} times",
+            seeds as f64 * 100.0 / outcomes.len().max(1) as f64,
+        );
+    }
+    if !missed.is_empty() {
+        println!("{never}: {}", missed.join(" "));
     }
 }
 

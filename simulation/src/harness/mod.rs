@@ -18,13 +18,15 @@
 mod model;
 mod workload;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use damselfly::runtime::{Runtime, RuntimeExt};
 use damselfly::{Db, DbBuilder, SstCompression, WalSyncPolicy};
-use damselfly_actors::manifest::record;
+use damselfly_actors::manifest::{Version, record, sst_id_range};
+use damselfly_runtimes::MemoryStorage;
 use damselfly_runtimes::panic_message;
 
 use self::model::Observation;
@@ -42,6 +44,13 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(120);
 const FINAL_OPERATIONS: u64 = 200;
 /// Attempts at opening the database while faults are on, before they are turned off.
 const OPEN_ATTEMPTS: u32 = 10;
+/// Points of a run the harness notes itself, beside the engine's probes
+/// (`damselfly_actors::probe`): `(name, what reaching it means)`.
+pub const PROBES: &[(&str, &str)] = &[(
+    UNPUBLISHED_SST,
+    "a crash came after an SST was written and before a manifest version named it",
+)];
+const UNPUBLISHED_SST: &str = "crash.unpublished_sst";
 /// Incarnations before the fault-free one, at most (a run whose faults break every
 /// incarnation early still ends).
 const MAX_INCARNATIONS: u64 = 64;
@@ -94,6 +103,8 @@ pub struct SeedReport {
     pub trace_hash: u64,
     /// How many events the trace covers.
     pub event_count: u64,
+    /// How often the run reached each engine probe (`damselfly_actors::probe`), by name.
+    pub probes: BTreeMap<&'static str, u64>,
     /// The event log, when asked for.
     pub event_log: Vec<String>,
     /// How the run went, one line per incarnation.
@@ -147,6 +158,7 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> SeedReport {
         plan,
         trace_hash: sim.trace_hash(),
         event_count: sim.event_count(),
+        probes: sim.probe_hits(),
         event_log: sim.event_log(),
         story: run.story,
     };
@@ -174,16 +186,23 @@ struct Run {
     story: Vec<String>,
     reads_checked: u64,
     shared: Arc<Shared>,
+    config: DbConfig,
+}
+
+/// How a run's database is configured: the seed draws it once.
+#[derive(Debug, Clone, Copy)]
+struct DbConfig {
     policy: WalSyncPolicy,
     /// How SSTs are compressed: zstd for a quarter of the seeds, as by default; faster codecs
     /// for the rest, because zstd's per-page contexts dominate the cost of small simulated SSTs.
     compression: SstCompression,
+    /// 256 KiB, or 64 KiB for a quarter of the seeds: more flushes, and WAL replays long
+    /// enough to seal memtables.
+    memtable_bytes: usize,
 }
 
-impl Run {
-    /// A run of `sim`'s seed on `storage`, with the WAL sync policy and SST codec it draws.
-    fn new(sim: SimRuntime, storage: SimStorage) -> Run {
-        let mut random = fastrand::Rng::with_seed(sim.seed() ^ WORKLOAD_STREAM.rotate_left(48));
+impl DbConfig {
+    fn draw(random: &mut fastrand::Rng) -> DbConfig {
         let policy = if random.u8(0..4) == 0 {
             WalSyncPolicy::IntervalBytes(4096)
         } else {
@@ -194,15 +213,46 @@ impl Run {
             1 => SstCompression::Snappy,
             _ => SstCompression::Uncompressed,
         };
+        let memtable_bytes = if random.u8(0..4) == 0 {
+            64 << 10
+        } else {
+            256 << 10
+        };
+        DbConfig {
+            policy,
+            compression,
+            memtable_bytes,
+        }
+    }
+
+    fn builder(self) -> DbBuilder {
+        DbBuilder::from_schema_key_name(workload::schema(), "id")
+            .expect("the harness's schema has its key column")
+            .sst_compression(self.compression)
+            .memtable_bytes(self.memtable_bytes)
+            .wal_sync_policy(self.policy)
+            .wal_segment_bytes(16 << 10)
+    }
+}
+
+impl Run {
+    /// A run of `sim`'s seed on `storage`, with the WAL sync policy and SST codec it draws.
+    fn new(sim: SimRuntime, storage: SimStorage) -> Run {
+        let mut random = fastrand::Rng::with_seed(sim.seed() ^ WORKLOAD_STREAM.rotate_left(48));
+        let config = DbConfig::draw(&mut random);
         Run {
             sim,
             storage,
             random,
-            story: vec![format!("WAL sync policy {policy:?}, SSTs {compression:?}")],
+            story: vec![format!(
+                "WAL sync policy {:?}, SSTs {:?}, memtables of {} KiB",
+                config.policy,
+                config.compression,
+                config.memtable_bytes >> 10
+            )],
             reads_checked: 0,
-            shared: Arc::new(Shared::new(policy == WalSyncPolicy::Always)),
-            policy,
-            compression,
+            shared: Arc::new(Shared::new(config.policy == WalSyncPolicy::Always)),
+            config,
         }
     }
 
@@ -304,7 +354,9 @@ impl Run {
             attempt += 1;
             self.storage
                 .set_faults_active(faults && attempt < OPEN_ATTEMPTS);
-            let opened = builder(self.policy, self.compression)
+            let opened = self
+                .config
+                .builder()
                 .on_storage(self.storage.handle())
                 .open(Arc::clone(&runtime))
                 .await;
@@ -402,6 +454,7 @@ impl Run {
             runtime.spawn("sim-crasher", async move {
                 sleeper.sleep(crash_at).await;
                 shared.crashed.store(true, Ordering::SeqCst);
+                probe_crash(&*sleeper, storage.files());
                 match ending {
                     Ending::PowerLoss => storage.power_loss(),
                     _ => storage.crash(),
@@ -425,7 +478,10 @@ impl Run {
                 self.storage.retire_handles();
             }
             // The clients are done, the database dropped without a close: a process crash.
-            None => self.storage.crash(),
+            None => {
+                probe_crash(&self.sim, self.storage.files());
+                self.storage.crash();
+            }
         }
         self.shared.crashed.store(true, Ordering::SeqCst);
         drop(db);
@@ -448,34 +504,58 @@ impl Run {
     }
 }
 
-fn builder(policy: WalSyncPolicy, compression: SstCompression) -> DbBuilder {
-    DbBuilder::from_schema_key_name(workload::schema(), "id")
-        .expect("the harness's schema has its key column")
-        .sst_compression(compression)
-        .memtable_bytes(256 << 10)
-        .wal_sync_policy(policy)
-        .wal_segment_bytes(16 << 10)
+/// The path of the newest manifest record in `files`.
+fn newest_record(files: &MemoryStorage) -> Option<String> {
+    files
+        .paths()
+        .into_iter()
+        .filter(|path| record::number_from_path(path).is_some())
+        .max_by_key(|path| record::number_from_path(path))
+}
+
+/// The version the record at `path` holds, if it decodes.
+fn version_at(files: &MemoryStorage, path: &str) -> Option<Version> {
+    files
+        .file_bytes(path)
+        .and_then(|bytes| record::decode(path, &bytes).ok())
+}
+
+/// Notes the crash windows the files show at a crash (see [`PROBES`]).
+fn probe_crash(runtime: &dyn Runtime, files: &MemoryStorage) {
+    let Some(version) = newest_record(files).and_then(|path| version_at(files, &path)) else {
+        return;
+    };
+    // The crashing writer's SSTs: those of the epoch it claimed (older epochs' orphans stay,
+    // as nothing collects them yet, and were counted at their own crash).
+    let Some(own_ids) = sst_id_range(version.epoch) else {
+        return;
+    };
+    let unpublished = files.paths().into_iter().any(|path| {
+        let id = path
+            .strip_prefix("sst/")
+            .and_then(|name| name.strip_suffix(".parquet"))
+            .and_then(|id| id.parse::<u64>().ok());
+        id.is_some_and(|id| own_ids.contains(&id)) && !version.ssts().any(|sst| sst.path() == path)
+    });
+    if unpublished {
+        runtime.probe(UNPUBLISHED_SST);
+    }
 }
 
 /// The check made before every delete: an SST named by the newest manifest record, or that
 /// record itself, must never be deleted.
 fn delete_check(
-    files: damselfly_runtimes::MemoryStorage,
+    files: MemoryStorage,
     violations: Arc<Mutex<Vec<String>>>,
 ) -> impl Fn(&str) + Send + Sync + 'static {
     move |path: &str| {
-        let newest = files
-            .paths()
-            .into_iter()
-            .filter(|path| record::number_from_path(path).is_some())
-            .max_by_key(|path| record::number_from_path(path));
-        let Some(newest) = newest else { return };
+        let Some(newest) = newest_record(&files) else {
+            return;
+        };
         let violation = if newest == path {
             Some(format!("deleted {path}, the newest manifest record"))
         } else {
-            files
-                .file_bytes(&newest)
-                .and_then(|bytes| record::decode(&newest, &bytes).ok())
+            version_at(&files, &newest)
                 .filter(|version| version.ssts().any(|sst| sst.path() == path))
                 .map(|version| {
                     format!(
