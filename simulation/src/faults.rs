@@ -156,15 +156,36 @@ impl FaultPlan {
         }
     }
 
-    /// The plan `seed` draws: each kind is on with probability 2/5, at a rate drawn from a few
-    /// orders of magnitude, so that a swarm of seeds meets every kind often, alone and together.
+    /// The plan `seed` draws: each kind is on for half of the seeds (power loss for three in
+    /// five), at a rate drawn from a few
+    /// orders of magnitude (higher for calls a run makes seldom: creates, lists, deletes,
+    /// compare-and-swaps), so that a swarm of seeds meets every kind often, alone and together.
+    /// Torn writes and lost creates happen only at a power loss, so they are on with power
+    /// losses and off without (a torn write's unsynced bytes are still dropped whole for a
+    /// third of the files, as without it).
     #[must_use]
     pub fn for_seed(seed: u64) -> FaultPlan {
         let mut random = fastrand::Rng::with_seed(seed ^ FAULT_STREAM.rotate_left(32));
         let mut one_in = BTreeMap::new();
         for kind in FaultKind::ALL {
-            if random.u8(0..5) < 2 {
-                one_in.insert(kind, [100, 1_000, 10_000][random.usize(0..3)]);
+            let on = match kind {
+                FaultKind::TornWrite | FaultKind::LostCreate => {
+                    one_in.contains_key(&FaultKind::PowerLoss)
+                }
+                // More often than the rest, as the two kinds above depend on it.
+                FaultKind::PowerLoss => random.u8(0..5) < 3,
+                _ => random.bool(),
+            };
+            if on {
+                let rates = match kind {
+                    FaultKind::WriteError
+                    | FaultKind::ListError
+                    | FaultKind::DeleteError
+                    | FaultKind::CasConflict
+                    | FaultKind::CasAppliedButFailed => [10, 50, 250],
+                    _ => [100, 1_000, 10_000],
+                };
+                one_in.insert(kind, rates[random.usize(0..3)]);
             }
         }
         FaultPlan { one_in }
@@ -250,6 +271,8 @@ pub struct SimStorage {
 
 /// A check run before every delete reaches the files (the harness's reachability check).
 type DeleteCheck = Arc<dyn Fn(&str) + Send + Sync>;
+/// Run when the handles die (the harness's crash flag).
+type Callback = Arc<dyn Fn() + Send + Sync>;
 
 struct Faults {
     files: MemoryStorage,
@@ -257,6 +280,7 @@ struct Faults {
     runtime: Weak<Shared>,
     state: Mutex<FaultState>,
     delete_check: Mutex<Option<DeleteCheck>>,
+    on_death: Mutex<Option<Callback>>,
 }
 
 struct FaultState {
@@ -270,6 +294,26 @@ struct FaultState {
     disk_full_writes: u32,
     /// The process crashes at the storage call after this many more calls.
     crash_after_calls: Option<u64>,
+    /// The power goes out during the next call of this kind.
+    power_cut_at: Option<PowerCutAt>,
+}
+
+/// Where an armed power loss comes ([`SimStorage::power_loss_at_next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerCutAt {
+    /// In the middle of the next sync: its bytes are written, not durable.
+    Sync,
+    /// Right after the next create: the file exists, not durably.
+    Create,
+}
+
+impl PowerCutAt {
+    fn matches(self, call: StorageCall<'_>) -> bool {
+        match self {
+            PowerCutAt::Sync => syncs(call),
+            PowerCutAt::Create => matches!(call, StorageCall::Create { .. }),
+        }
+    }
 }
 
 impl fmt::Debug for SimStorage {
@@ -303,8 +347,10 @@ impl SimStorage {
                     active: false,
                     disk_full_writes: 0,
                     crash_after_calls: None,
+                    power_cut_at: None,
                 }),
                 delete_check: Mutex::new(None),
+                on_death: Mutex::new(None),
             }),
         }
     }
@@ -317,6 +363,17 @@ impl SimStorage {
             .delete_check
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(check));
+    }
+
+    /// Runs `callback` whenever the handles given out so far die — at a crash, a power loss
+    /// (also one armed for a sync, at the moment it comes) and [`SimStorage::retire_handles`] —
+    /// before they do.
+    pub fn on_death(&self, callback: impl Fn() + Send + Sync + 'static) {
+        *self
+            .shared
+            .on_death
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(callback));
     }
 
     /// A handle for one process incarnation: it works until the next [crash](Self::crash) or
@@ -372,9 +429,7 @@ impl SimStorage {
     /// Ends an incarnation that closed (or tried to close) cleanly: its handles die, as at a
     /// crash, but no fault is recorded.
     pub fn retire_handles(&self) {
-        let mut state = self.shared.lock();
-        state.incarnation += 1;
-        state.crash_after_calls = None;
+        self.shared.retire_handles();
     }
 
     /// Makes the process crash at the storage call after `calls` more calls succeeded (during
@@ -392,22 +447,25 @@ impl SimStorage {
     /// has [`FaultKind::TornWrite`] or [`FaultKind::LostCreate`] on, kept, torn or garbled, and
     /// unsynced creates may survive or vanish.
     pub fn power_loss(&self) {
-        self.retire_handles();
-        let at = self.shared.now();
-        let mut state = self.shared.lock();
-        state.ledger.note(at, FaultKind::PowerLoss, String::new);
-        let plan = &self.shared.plan;
-        let FaultState { random, ledger, .. } = &mut *state;
-        self.shared.files.simulate_power_loss_with(|file| {
-            let fate = unsynced_fate(plan, random, file);
-            let kind = match &fate {
-                AfterPowerLoss::Vanished if file.durable_len.is_none() => FaultKind::LostCreate,
-                AfterPowerLoss::Vanished => return fate,
-                AfterPowerLoss::Tail(_) => FaultKind::TornWrite,
-            };
-            ledger.note(at, kind, || describe_fate(&file, &fate));
-            fate
-        });
+        self.shared.power_loss(None);
+    }
+
+    /// Arms a power loss for the next call of a kind: a sync (a synced append, a close, a
+    /// sync), whose bytes reach the files but not durably, so the power loss decides their fate
+    /// as for any unsynced bytes; or a create, whose file is not durable yet. The call fails,
+    /// as the process is gone.
+    pub fn power_loss_at_next(&self, at: PowerCutAt) {
+        self.shared.lock().power_cut_at = Some(at);
+    }
+
+    /// Cuts the power now if an armed [`SimStorage::power_loss_at_next`] has not come yet (no
+    /// such call came); returns whether it did.
+    pub fn power_loss_if_armed(&self) -> bool {
+        let armed = self.shared.lock().power_cut_at.take().is_some();
+        if armed {
+            self.power_loss();
+        }
+        armed
     }
 
     /// Flips one random bit of one random non-empty file whose path `eligible` accepts, records
@@ -440,6 +498,44 @@ impl SimStorage {
 }
 
 impl Faults {
+    /// Kills every handle given out so far, telling the death callback first.
+    fn retire_handles(&self) {
+        let on_death = self
+            .on_death
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(on_death) = on_death {
+            on_death();
+        }
+        let mut state = self.lock();
+        state.incarnation += 1;
+        state.crash_after_calls = None;
+    }
+
+    /// See [`SimStorage::power_loss`]; `during` is the sync the power went out in, if any.
+    fn power_loss(&self, during: Option<StorageCall<'_>>) {
+        self.retire_handles();
+        let at = self.now();
+        let mut state = self.lock();
+        state.power_cut_at = None;
+        state.ledger.note(at, FaultKind::PowerLoss, || {
+            during.map_or_else(String::new, |call| format!("during {call:?}"))
+        });
+        let plan = &self.plan;
+        let FaultState { random, ledger, .. } = &mut *state;
+        self.files.simulate_power_loss_with(|file| {
+            let fate = unsynced_fate(plan, random, file);
+            let kind = match &fate {
+                AfterPowerLoss::Vanished if file.durable_len.is_none() => FaultKind::LostCreate,
+                AfterPowerLoss::Vanished => return fate,
+                AfterPowerLoss::Tail(_) => FaultKind::TornWrite,
+            };
+            ledger.note(at, kind, || describe_fate(&file, &fate));
+            fate
+        });
+    }
+
     fn lock(&self) -> MutexGuard<'_, FaultState> {
         // Every change is a few statements that cannot panic half-way.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -541,6 +637,18 @@ fn error_fault(call: StorageCall<'_>) -> FaultKind {
     }
 }
 
+/// Whether `call` makes bytes durable that were not.
+fn syncs(call: StorageCall<'_>) -> bool {
+    matches!(
+        call,
+        StorageCall::Append {
+            durability: Durability::Synced,
+            ..
+        } | StorageCall::Close { .. }
+            | StorageCall::Sync { .. }
+    )
+}
+
 fn writes(call: StorageCall<'_>) -> bool {
     match call {
         StorageCall::Create { .. } | StorageCall::Preallocate { .. } => true,
@@ -574,6 +682,14 @@ impl FaultHook {
                 return Err(injected(StorageErrorKind::Io, call, "the process crashed"));
             }
             state.crash_after_calls = Some(calls - 1);
+        }
+        if let Some(at) = state.power_cut_at.filter(|at| at.matches(call)) {
+            // The call goes to the files (a sync's bytes not durably); the power goes out
+            // before it completes (`after`).
+            if at == PowerCutAt::Sync {
+                faults.files.set_syncs_in_flight(true);
+            }
+            return Ok(Duration::ZERO);
         }
         if !state.active {
             return Ok(Duration::ZERO);
@@ -664,11 +780,21 @@ impl StorageHook for FaultHook {
         outcome: Result<u64, StorageErrorKind>,
     ) -> Result<(), StorageError> {
         self.trace.after(call, outcome)?;
+        let faults = &self.faults;
+        let mut state = faults.lock();
+        let cut = state.power_cut_at.is_some_and(|at| at.matches(call));
+        if cut && state.incarnation == self.incarnation {
+            drop(state);
+            faults.power_loss(Some(call));
+            return Err(injected(
+                StorageErrorKind::Io,
+                call,
+                "the power went out during the call",
+            ));
+        }
         if !matches!(call, StorageCall::PutIfAbsent { .. }) || outcome != Ok(1) {
             return Ok(());
         }
-        let faults = &self.faults;
-        let mut state = faults.lock();
         if !state.active || state.incarnation != self.incarnation {
             return Ok(());
         }

@@ -31,7 +31,7 @@ use damselfly_runtimes::panic_message;
 
 use self::model::Observation;
 use self::workload::Shared;
-use crate::faults::{FaultKind, FaultPlan, Ledger, SimStorage};
+use crate::faults::{FaultKind, FaultPlan, Ledger, PowerCutAt, SimStorage};
 use crate::{SchedulePolicy, SimRuntime};
 
 /// The stream number of the workload RNG, mixed into the seed.
@@ -51,6 +51,8 @@ pub const PROBES: &[(&str, &str)] = &[(
     "a crash came after an SST was written and before a manifest version named it",
 )];
 const UNPUBLISHED_SST: &str = "crash.unpublished_sst";
+/// How long a power loss armed for a sync or a create waits for one before it cuts anyway.
+const SYNC_WAIT: Duration = Duration::from_secs(3);
 /// Incarnations before the fault-free one, at most (a run whose faults break every
 /// incarnation early still ends).
 const MAX_INCARNATIONS: u64 = 64;
@@ -240,6 +242,10 @@ impl Run {
     fn new(sim: SimRuntime, storage: SimStorage) -> Run {
         let mut random = fastrand::Rng::with_seed(sim.seed() ^ WORKLOAD_STREAM.rotate_left(48));
         let config = DbConfig::draw(&mut random);
+        let shared = Arc::new(Shared::new(config.policy == WalSyncPolicy::Always));
+        // A dead process answers nothing: what clients hear from now on is ignored.
+        let crashed = Arc::clone(&shared);
+        storage.on_death(move || crashed.crashed.store(true, Ordering::SeqCst));
         Run {
             sim,
             storage,
@@ -251,7 +257,7 @@ impl Run {
                 config.memtable_bytes >> 10
             )],
             reads_checked: 0,
-            shared: Arc::new(Shared::new(config.policy == WalSyncPolicy::Always)),
+            shared,
             config,
         }
     }
@@ -277,7 +283,7 @@ impl Run {
             let ending = if incarnation < cycles {
                 match self.random.u8(0..5) {
                     0 => Ending::Close,
-                    1 | 2 if self.storage.plan().is_on(FaultKind::PowerLoss) => Ending::PowerLoss,
+                    1..=3 if self.storage.plan().is_on(FaultKind::PowerLoss) => Ending::PowerLoss,
                     _ => Ending::ProcessCrash,
                 }
             } else {
@@ -347,7 +353,8 @@ impl Run {
         let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
         if faults && self.storage.plan().is_on(FaultKind::CrashDuringRecovery) && self.random.bool()
         {
-            self.storage.crash_after(self.random.u64(0..80));
+            // Recovery of a small database makes a few dozen storage calls.
+            self.storage.crash_after(self.random.u64(0..40));
         }
         let mut attempt = 0;
         let db = loop {
@@ -448,13 +455,34 @@ impl Run {
         // The crash comes at a random instant, most likely while clients are busy.
         let crash_at = Duration::from_millis(self.random.u64(0..operations.max(1) * 4));
         let timed = matches!(ending, Ending::ProcessCrash | Ending::PowerLoss);
+        // With torn writes or lost creates on, a power loss comes in the middle of a sync (when
+        // the bytes it writes are there but not yet durable) or right after a create: the
+        // faults have bytes to tear and files to lose even when every commit syncs.
+        let plan = self.storage.plan();
+        let cut_at = match (
+            plan.is_on(FaultKind::TornWrite),
+            plan.is_on(FaultKind::LostCreate),
+        ) {
+            _ if ending != Ending::PowerLoss => None,
+            (true, true) if self.random.u8(0..5) < 3 => Some(PowerCutAt::Create),
+            (true, _) => Some(PowerCutAt::Sync),
+            (false, true) => Some(PowerCutAt::Create),
+            (false, false) => None,
+        };
         let crasher = timed.then(|| {
             let (storage, shared) = (self.storage.clone(), Arc::clone(&self.shared));
             let sleeper = Arc::clone(&runtime);
             runtime.spawn("sim-crasher", async move {
                 sleeper.sleep(crash_at).await;
-                shared.crashed.store(true, Ordering::SeqCst);
                 probe_crash(&*sleeper, storage.files());
+                if let Some(cut_at) = cut_at {
+                    // The storage sets the crash flag when the power goes out (`on_death`).
+                    storage.power_loss_at_next(cut_at);
+                    sleeper.sleep(SYNC_WAIT).await;
+                    storage.power_loss_if_armed();
+                    return;
+                }
+                shared.crashed.store(true, Ordering::SeqCst);
                 match ending {
                     Ending::PowerLoss => storage.power_loss(),
                     _ => storage.crash(),

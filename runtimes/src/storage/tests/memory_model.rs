@@ -145,6 +145,27 @@ fn sync_makes_what_a_dead_appender_left_durable() {
 }
 
 #[test]
+fn syncs_in_flight_make_nothing_durable_until_the_power_loss() {
+    let storage = MemoryStorage::new();
+    block_on(async {
+        let mut appender = storage.create("wal/5").await.expect("create");
+        append(&mut appender, b"durable ", Durability::Synced).await;
+        storage.set_syncs_in_flight(true);
+        append(&mut appender, b"in flight", Durability::Synced).await;
+        storage.sync("wal/5").await.expect("sync");
+        assert_eq!(read(&storage, "wal/5").await, &b"durable in flight"[..]);
+        storage.simulate_power_loss();
+        assert_eq!(read(&storage, "wal/5").await, &b"durable "[..]);
+
+        // The power loss ended the syncs in flight.
+        let mut next = storage.create("wal/6").await.expect("create");
+        append(&mut next, b"synced", Durability::Synced).await;
+        storage.simulate_power_loss();
+        assert_eq!(read(&storage, "wal/6").await, &b"synced"[..]);
+    });
+}
+
+#[test]
 fn an_appender_from_before_a_power_loss_is_dead() {
     let storage = MemoryStorage::new();
     block_on(async {
