@@ -7,7 +7,7 @@
 //! 8   4  format version (1)
 //! 12  4  length of the schema message
 //! 16  4  CRC32C of the schema message
-//! 20  4  zero
+//! 20  4  zero in version 1; later versions put the CRC32C of bytes 0..20 here
 //! 24  ..  the schema as an Arrow IPC schema message; key columns carry the field metadata
 //!         "damselfly.key" = "0", "1", ... in key order
 //! ```
@@ -117,6 +117,14 @@ pub fn decode(path: &str, bytes: &[u8]) -> Result<TableSchema, DescriptorError> 
     }
     let version = read_u32(bytes, 8);
     if version != FORMAT_VERSION {
+        // Only a header that proves itself intact names a newer version; otherwise a damaged
+        // version field would pass for one.
+        if crc32c::crc32c(&bytes[..20]) != read_u32(bytes, 20) {
+            return Err(corrupt(format!(
+                "the format version reads {version}, and the header carries no checksum that \
+                 a later version would have"
+            )));
+        }
         return Err(DescriptorError::UnsupportedVersion {
             path: path.to_owned(),
             found: version,

@@ -190,12 +190,28 @@ fn the_descriptor_round_trips_and_detects_damage() {
     assert!(decoded.same_table_as(&table));
     assert_eq!(decoded.key_names(), ["score", "id"]);
 
-    for offset in [0, 9, 20, bytes.len() - 1] {
-        let mut damaged = bytes.to_vec();
-        damaged[offset] ^= 0x40;
-        let result = descriptor::decode("TABLE", &damaged);
-        assert!(result.is_err(), "damage at {offset} went unnoticed");
+    // Every flipped bit is corruption — in the version field too, where it must not pass
+    // for a newer format (the simulator found that one).
+    for offset in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut damaged = bytes.to_vec();
+            damaged[offset] ^= 1 << bit;
+            let result = descriptor::decode("TABLE", &damaged);
+            assert!(
+                matches!(result, Err(descriptor::DescriptorError::Corrupt { .. })),
+                "byte {offset} bit {bit}: {result:?}"
+            );
+        }
     }
+    // A later format proves its header intact with a checksum; then it is a newer version.
+    let mut newer = bytes.to_vec();
+    newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let header_crc = crc32c::crc32c(&newer[..20]);
+    newer[20..24].copy_from_slice(&header_crc.to_le_bytes());
+    assert!(matches!(
+        descriptor::decode("TABLE", &newer),
+        Err(descriptor::DescriptorError::UnsupportedVersion { found: 2, .. })
+    ));
     let truncated = descriptor::decode("TABLE", &bytes[..bytes.len() - 3]);
     assert!(matches!(
         truncated,
