@@ -1,13 +1,17 @@
-//! The workload/oracle harness on a small swarm of seeds: every seed's run — concurrent
-//! clients, crashes at random instants, crashes during recovery, storage faults — holds every
-//! promise the oracle checks, and replays to the same trace.
+//! The workload/oracle harness on a swarm of seeds: every seed's run — concurrent clients,
+//! crashes at random instants, power losses, crashes during recovery, storage faults, bit flips —
+//! holds every promise the oracle checks, and replays to the same trace. The swarm is split in
+//! halves that run side by side (one per core); together they take a few minutes of a debug
+//! build.
+
+use std::ops::Range;
 
 use damselfly_actors::probe::Probe;
 use damselfly_sim::FaultKind;
-use damselfly_sim::harness::{RunOptions, run_seed};
+use damselfly_sim::harness::{PROBES, RunOptions, run_seed};
 
-/// Seeds in the swarm: about a minute of a debug build on two cores.
-const SEEDS: u64 = 64;
+/// Seeds in each half of the swarm.
+const HALF: u64 = 160;
 
 /// A run sized for a debug build: a thousand operations and three crash cycles.
 fn options() -> RunOptions {
@@ -20,12 +24,23 @@ fn options() -> RunOptions {
 }
 
 #[test]
-fn a_swarm_of_seeds_holds_every_promise() {
+fn the_first_half_of_the_swarm_holds_every_promise() {
+    swarm(0..HALF);
+}
+
+#[test]
+fn the_second_half_of_the_swarm_holds_every_promise() {
+    swarm(HALF..2 * HALF);
+}
+
+/// Runs `seeds`; fails with every failing seed's replay command.
+fn swarm(seeds: Range<u64>) {
+    let count = seeds.end - seeds.start;
     let mut failures = Vec::new();
     let mut operations = 0;
     let mut faults = std::collections::BTreeSet::new();
     let mut probes = std::collections::BTreeSet::new();
-    for seed in 0..SEEDS {
+    for seed in seeds {
         let report = run_seed(seed, &options());
         operations += report.operations;
         faults.extend(report.ledger.counts.keys().copied());
@@ -37,15 +52,9 @@ fn a_swarm_of_seeds_holds_every_promise() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The swarm did work and met faults of many kinds...
-    assert!(operations > SEEDS * 300, "only {operations} operations ran");
-    for kind in [
-        FaultKind::ProcessCrash,
-        FaultKind::PowerLoss,
-        FaultKind::ReadError,
-        FaultKind::ShortRead,
-        FaultKind::Stall,
-    ] {
+    // The swarm did work and met faults of every kind...
+    assert!(operations > count * 300, "only {operations} operations ran");
+    for kind in FaultKind::ALL {
         assert!(faults.contains(&kind), "no seed met {kind}");
     }
     // ...and took the recovery paths those faults open.
@@ -55,12 +64,16 @@ fn a_swarm_of_seeds_holds_every_promise() {
         Probe::RecoverySkippedBelowFloor,
         Probe::ManifestPublishRetried,
         Probe::WalTruncationStopped,
+        Probe::RecoveryTornTail,
     ] {
         assert!(
             probes.contains(probe.name()),
             "no seed reached {}",
             probe.name()
         );
+    }
+    for (probe, _) in PROBES {
+        assert!(probes.contains(probe), "no seed reached {probe}");
     }
 }
 
