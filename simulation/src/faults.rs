@@ -513,7 +513,7 @@ impl Faults {
         state.crash_after_calls = None;
     }
 
-    /// See [`SimStorage::power_loss`]; `during` is the sync the power went out in, if any.
+    /// See [`SimStorage::power_loss`]; `during` is the call the power went out in, if any.
     fn power_loss(&self, during: Option<StorageCall<'_>>) {
         self.retire_handles();
         let at = self.now();

@@ -105,7 +105,8 @@ pub struct SeedReport {
     pub trace_hash: u64,
     /// How many events the trace covers.
     pub event_count: u64,
-    /// How often the run reached each engine probe (`damselfly_actors::probe`), by name.
+    /// How often the run reached each probe — the engine's (`damselfly_actors::probe`) and the
+    /// harness's ([`PROBES`]) — by name.
     pub probes: BTreeMap<&'static str, u64>,
     /// The event log, when asked for.
     pub event_log: Vec<String>,
@@ -238,7 +239,7 @@ impl DbConfig {
 }
 
 impl Run {
-    /// A run of `sim`'s seed on `storage`, with the WAL sync policy and SST codec it draws.
+    /// A run of `sim`'s seed on `storage`, with the database configuration it draws.
     fn new(sim: SimRuntime, storage: SimStorage) -> Run {
         let mut random = fastrand::Rng::with_seed(sim.seed() ^ WORKLOAD_STREAM.rotate_left(48));
         let config = DbConfig::draw(&mut random);
