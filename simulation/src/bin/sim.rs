@@ -7,9 +7,11 @@
 //!
 //! With `--seeds`, every seed runs in its own process (this binary again), `--jobs` at a time;
 //! the summary lists failures with the command that replays each, how many seeds met each fault
-//! kind and reached each probe (and which none did), and the throughput. `--determinism K` runs the first K seeds a second time, in fresh
-//! processes, and compares trace hashes. A failing seed is minimised: it is run again with fewer
-//! operations, and the shortest run that still fails is what the replay command names.
+//! kind and reached each probe (and which none did), and the throughput. `--determinism K` runs
+//! the first K seeds a second time, in fresh processes, and compares trace hashes; a seed whose
+//! hashes differ runs twice more with event logs, and the first event that differs is printed.
+//! A failing seed is minimised: it is run again with fewer operations, and the shortest run that
+//! still fails is what the replay command names.
 //! With `--seed`, one seed runs here and its report is printed; `--trace` adds every event.
 
 // The command line runs seeds in child processes and measures them by the wall clock; the
@@ -24,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use damselfly_actors::probe::Probe;
-use damselfly_sim::FaultKind;
 use damselfly_sim::harness::{PROBES, RunOptions, SeedReport, run_seed};
+use damselfly_sim::{FaultKind, first_divergence};
 
 const USAGE: &str = "usage: sim --seeds A..B [--jobs N] [--ops N] [--cycles N] [--determinism K]
        sim --seed N [--ops N] [--cycles N] [--trace]";
@@ -258,13 +260,19 @@ struct Outcome {
     failure: String,
 }
 
-fn run_child(args: &Args, seed: u64, operations: u64) -> Outcome {
+/// This binary, running `seed` with `operations` operations in a process of its own.
+fn seed_command(args: &Args, seed: u64, operations: u64) -> Command {
     let executable = std::env::current_exe().expect("the running binary has a path");
-    let output = Command::new(executable)
-        .args(["--seed", &seed.to_string(), "--child"])
+    let mut command = Command::new(executable);
+    command
+        .args(["--seed", &seed.to_string()])
         .args(["--ops", &operations.to_string()])
-        .args(["--cycles", &args.cycles.to_string()])
-        .output();
+        .args(["--cycles", &args.cycles.to_string()]);
+    command
+}
+
+fn run_child(args: &Args, seed: u64, operations: u64) -> Outcome {
+    let output = seed_command(args, seed, operations).arg("--child").output();
     let output = match output {
         Ok(output) => output,
         Err(error) => {
@@ -392,6 +400,12 @@ fn swarm(args: &Args, seeds: Range<u64>, jobs: usize, determinism: u64) -> ExitC
             }
         );
     }
+    for &seed in &nondeterministic {
+        println!(
+            "seed {seed} is not deterministic: {}",
+            divergence(args, seed)
+        );
+    }
     for failure in &failures {
         let operations = minimise(args, failure.seed);
         println!("FAILED seed {}: {}", failure.seed, failure.failure);
@@ -429,6 +443,33 @@ fn print_coverage<'a>(
     }
     if !missed.is_empty() {
         println!("{never}: {}", missed.join(" "));
+    }
+}
+
+/// Runs `seed` twice more, in fresh processes with event logs, and says where the logs part
+/// ways.
+fn divergence(args: &Args, seed: u64) -> String {
+    let event_log = || -> Result<Vec<String>, String> {
+        let output = seed_command(args, seed, args.operations)
+            .arg("--trace")
+            .output()
+            .map_err(|error| format!("could not start the seed's process: {error}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        Ok(stdout
+            .lines()
+            .filter(|line| line.starts_with('#'))
+            .map(str::to_owned)
+            .collect())
+    };
+    match (event_log(), event_log()) {
+        (Ok(left), Ok(right)) => match first_divergence(&left, &right) {
+            Some(divergence) => divergence.to_string(),
+            None => format!(
+                "two more runs gave equal event logs ({} events): the difference comes and goes",
+                left.len()
+            ),
+        },
+        (Err(error), _) | (_, Err(error)) => error,
     }
 }
 
