@@ -1,5 +1,5 @@
 //! Coverage probes: named points of the engine that a test wants to see reached — a torn WAL
-//! tail ignored, a publish retried, a crash's orphan SST met. The engine calls [`hit`] there;
+//! tail ignored, a publish retried, commits below the floor met again by recovery. The engine calls [`hit`] there;
 //! the runtime counts it ([`Runtime::probe`]; only the simulator keeps the counts), and the
 //! simulator's swarm lists the probes no seed reached, so that a fault schedule that never
 //! exercises a recovery path shows up as a gap instead of as silence.
@@ -24,13 +24,6 @@ macro_rules! probes {
             pub fn name(self) -> &'static str {
                 match self {
                     $(Probe::$probe => $name,)*
-                }
-            }
-
-            /// What reaching the probe means.
-            pub fn what(self) -> &'static str {
-                match self {
-                    $(Probe::$probe => $what,)*
                 }
             }
         }

@@ -386,7 +386,7 @@ fn swarm(args: &Args, seeds: Range<u64>, jobs: usize, determinism: u64) -> ExitC
     print_coverage("fault kinds never met", kinds, &outcomes, |o| &o.faults);
     println!("probes (seeds that reached each, and how often in all):");
     let engine = Probe::ALL.iter().map(|probe| probe.name());
-    let probes = engine.chain(PROBES.iter().map(|(name, _)| *name));
+    let probes = engine.chain(PROBES.iter().copied());
     print_coverage("probes never reached", probes, &outcomes, |o| &o.probes);
     if determinism > 0 {
         println!(

@@ -45,11 +45,9 @@ const FINAL_OPERATIONS: u64 = 200;
 /// Attempts at opening the database while faults are on, before they are turned off.
 const OPEN_ATTEMPTS: u32 = 10;
 /// Points of a run the harness notes itself, beside the engine's probes
-/// (`damselfly_actors::probe`): `(name, what reaching it means)`.
-pub const PROBES: &[(&str, &str)] = &[(
-    UNPUBLISHED_SST,
-    "a crash came after an SST was written and before a manifest version named it",
-)];
+/// (`damselfly_actors::probe`).
+pub const PROBES: &[&str] = &[UNPUBLISHED_SST];
+/// A crash came after an SST was written and before a manifest version named it.
 const UNPUBLISHED_SST: &str = "crash.unpublished_sst";
 /// How long a power loss armed for a sync or a create waits for one before it cuts anyway.
 const SYNC_WAIT: Duration = Duration::from_secs(3);
