@@ -637,16 +637,9 @@ fn error_fault(call: StorageCall<'_>) -> FaultKind {
     }
 }
 
-/// Whether `call` makes bytes durable that were not.
+/// Whether `call` makes bytes durable that were not: the calls a sync error can fail.
 fn syncs(call: StorageCall<'_>) -> bool {
-    matches!(
-        call,
-        StorageCall::Append {
-            durability: Durability::Synced,
-            ..
-        } | StorageCall::Close { .. }
-            | StorageCall::Sync { .. }
-    )
+    error_fault(call) == FaultKind::SyncError
 }
 
 fn writes(call: StorageCall<'_>) -> bool {

@@ -75,7 +75,7 @@ pub use self::retention::{Retention, TIME_INDEX_MARKS, TimeMark};
 pub use self::store::{CLAIM_ATTEMPTS_MAX, ManifestStore, Published, check_not_fenced};
 pub use self::version::{
     LEVEL_COUNT_MAX, SST_DIR, SST_IDS_PER_EPOCH, SstDescriptor, Version, VersionError,
-    sst_id_range, sst_path,
+    sst_id_from_path, sst_id_range, sst_path,
 };
 
 /// A manifest failure.

@@ -52,6 +52,18 @@ pub fn sst_path(id: u64) -> String {
     format!("{SST_DIR}/{id:020}.parquet")
 }
 
+/// The id of the SST at `path`, or `None` if `path` is not an SST name ([`sst_path`]).
+pub fn sst_id_from_path(path: &str) -> Option<u64> {
+    let digits = path
+        .strip_prefix(SST_DIR)?
+        .strip_prefix('/')?
+        .strip_suffix(".parquet")?;
+    if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The SST ids the writer of `epoch` may allocate, or `None` past the last epoch
 /// (`u64::MAX / SST_IDS_PER_EPOCH - 1`).
 pub fn sst_id_range(epoch: u64) -> Option<Range<u64>> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     Retention, SST_IDS_PER_EPOCH, SstDescriptor, TIME_INDEX_MARKS, TimeMark, Version, VersionError,
-    hex, sst_id_range, sst_path,
+    hex, sst_id_from_path, sst_id_range, sst_path,
 };
 use crate::table::KeyBytes;
 
@@ -48,6 +48,9 @@ fn marks(pairs: &[(u64, u64)]) -> Vec<TimeMark> {
 fn sst_paths_and_id_ranges() {
     assert_eq!(sst_path(7), "sst/00000000000000000007.parquet");
     assert!(sst_path(99) < sst_path(100));
+    assert_eq!(sst_id_from_path(&sst_path(7)), Some(7));
+    assert_eq!(sst_id_from_path("sst/7.parquet"), None);
+    assert_eq!(sst_id_from_path("wal/00000000000000000007.wal"), None);
     assert_eq!(sst_id_range(0), Some(0..SST_IDS_PER_EPOCH));
     assert_eq!(
         sst_id_range(2),

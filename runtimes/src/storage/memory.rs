@@ -5,9 +5,10 @@
 //! - Every operation completes at its first poll and never waits, so a run on the deterministic
 //!   simulator is the same run every time.
 //! - The durability model is the [`Storage`] contract and nothing more generous: a file's bytes
-//!   survive [`MemoryStorage::simulate_power_loss`] only up to its last synced append (or whole,
-//!   when it was written by `put`/`put_if_absent`), and a file whose existence was never synced
-//!   disappears.
+//!   survive [`MemoryStorage::simulate_power_loss`] only up to its last sync (a synced append, a
+//!   close or [`Storage::sync`]; or whole, when it was written by `put`/`put_if_absent`), and a
+//!   file whose existence was never synced disappears. While
+//!   [`MemoryStorage::set_syncs_in_flight`] is on, syncs make nothing durable.
 //! - After a power loss no [`Appender`] created before it can write again, so an old database
 //!   instance can never touch the state a recovering one sees.
 //!

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use damselfly::runtime::{Runtime, RuntimeExt};
 use damselfly::{Db, DbBuilder, SstCompression, WalSyncPolicy};
-use damselfly_actors::manifest::{Version, record, sst_id_range};
+use damselfly_actors::manifest::{Version, record, sst_id_from_path, sst_id_range};
 use damselfly_runtimes::MemoryStorage;
 use damselfly_runtimes::panic_message;
 
@@ -558,11 +558,8 @@ fn probe_crash(runtime: &dyn Runtime, files: &MemoryStorage) {
         return;
     };
     let unpublished = files.paths().into_iter().any(|path| {
-        let id = path
-            .strip_prefix("sst/")
-            .and_then(|name| name.strip_suffix(".parquet"))
-            .and_then(|id| id.parse::<u64>().ok());
-        id.is_some_and(|id| own_ids.contains(&id)) && !version.ssts().any(|sst| sst.path() == path)
+        sst_id_from_path(&path).is_some_and(|id| own_ids.contains(&id))
+            && !version.ssts().any(|sst| sst.path() == path)
     });
     if unpublished {
         runtime.probe(UNPUBLISHED_SST);
