@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_schema::SchemaRef;
+use damselfly_actors::compactor::{CompactionExecutor, CompactionOptions, LocalExecutor};
+use damselfly_actors::gc::GcOptions;
 use damselfly_actors::manifest::Retention;
 use damselfly_actors::sst::{DEFAULT_BLOCK_CACHE_BYTES, SstCompression, SstOptions};
 use damselfly_actors::table::TableSchema;
@@ -39,6 +41,24 @@ pub(crate) struct Options {
     pub(crate) sst: SstOptions,
     pub(crate) block_cache_bytes: usize,
     pub(crate) retention: Retention,
+    pub(crate) compaction: CompactionOptions,
+    pub(crate) automatic_compaction: bool,
+    pub(crate) level0_slowdown_files: usize,
+    pub(crate) level0_stop_files: usize,
+    pub(crate) executor: Option<ExecutorFactory>,
+    pub(crate) gc: GcOptions,
+}
+
+/// Makes the compaction executor from the in-process one (which it may wrap or ignore).
+#[derive(Clone)]
+pub(crate) struct ExecutorFactory(
+    pub(crate) Arc<dyn Fn(LocalExecutor) -> Arc<dyn CompactionExecutor> + Send + Sync>,
+);
+
+impl std::fmt::Debug for ExecutorFactory {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ExecutorFactory")
+    }
 }
 
 impl Default for Options {
@@ -52,6 +72,12 @@ impl Default for Options {
             sst: SstOptions::default(),
             block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
             retention: Retention::KEEP_ALL,
+            compaction: CompactionOptions::default(),
+            automatic_compaction: true,
+            level0_slowdown_files: 20,
+            level0_stop_files: 36,
+            executor: None,
+            gc: GcOptions::default(),
         }
     }
 }
@@ -86,6 +112,25 @@ impl Options {
         )?;
         positive(self.mailbox_capacity as u64, "mailbox_capacity")?;
         positive(self.max_sealed_memtables as u64, "max_sealed_memtables")?;
+        positive(
+            self.gc.interval.as_nanos() as u64,
+            "the GC interval (gc_interval)",
+        )?;
+        self.compaction
+            .validate()
+            .map_err(|error| Error::invalid_input(error.to_string()))?;
+        let due = self.compaction.level0_files_due();
+        if self.level0_slowdown_files == 0
+            || self.level0_stop_files < self.level0_slowdown_files
+            || self.level0_stop_files < due
+        {
+            return Err(Error::invalid_input(format!(
+                "level 0 write thresholds must be 0 < slowdown <= stop, and stop at least {due} \
+                 (where the compaction strategy always compacts level 0, or flushes would wait \
+                 for a compaction that never comes); got slowdown {} and stop {}",
+                self.level0_slowdown_files, self.level0_stop_files
+            )));
+        }
         if self.retention.versions == Some(0) {
             return Err(Error::invalid_input(
                 "retain_versions(0) would keep no version at all; keep at least one",
@@ -267,6 +312,57 @@ impl DbBuilder {
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) (default 30 seconds).
     pub fn write_stall_timeout(mut self, timeout: Duration) -> Self {
         self.options.write_stall_timeout = timeout;
+        self
+    }
+
+    /// How compaction shapes the tree: the strategy (leveled by default, or tiered), its
+    /// triggers, the limits of one job, the size of output files and how many jobs run at once.
+    /// See [`CompactionOptions`].
+    pub fn compaction(mut self, options: CompactionOptions) -> Self {
+        self.options.compaction = options;
+        self
+    }
+
+    /// Whether the compactor runs on its own as SSTs accumulate (default `true`). When off,
+    /// only [`Db::compact`](crate::Db::compact) compacts, and level 0 never holds writes back.
+    pub fn automatic_compaction(mut self, automatic: bool) -> Self {
+        self.options.automatic_compaction = automatic;
+        self
+    }
+
+    /// Write backpressure from level 0 (defaults 20 and 36 SSTs): from `slowdown` files on,
+    /// each write is delayed a little (longer the further past it); at `stop` files, flushes
+    /// wait for compaction, so memtables fill and writers wait for room. Applies only with
+    /// automatic compaction.
+    pub fn level0_write_thresholds(mut self, slowdown: usize, stop: usize) -> Self {
+        self.options.level0_slowdown_files = slowdown;
+        self.options.level0_stop_files = stop;
+        self
+    }
+
+    /// Runs compaction jobs through the executor `factory` makes from the in-process one —
+    /// it may wrap it (to count, log or delay jobs), fall back to it, or ignore it and run jobs
+    /// elsewhere. See [`CompactionExecutor`] for what an executor must do.
+    pub fn compaction_executor<F>(mut self, factory: F) -> Self
+    where
+        F: Fn(LocalExecutor) -> Arc<dyn CompactionExecutor> + Send + Sync + 'static,
+    {
+        self.options.executor = Some(ExecutorFactory(Arc::new(factory)));
+        self
+    }
+
+    /// How long an SST stays on storage after it became unreachable (default one minute): a
+    /// reader in another process that loaded an older manifest version has that long to finish
+    /// with it. Files a snapshot of this process holds stay as long as the snapshot, whatever
+    /// the grace period.
+    pub fn gc_grace_period(mut self, grace_period: Duration) -> Self {
+        self.options.gc.grace_period = grace_period;
+        self
+    }
+
+    /// How often the GC sweeper looks at unreachable files (default one second).
+    pub fn gc_interval(mut self, interval: Duration) -> Self {
+        self.options.gc.interval = interval;
         self
     }
 

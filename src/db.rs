@@ -6,14 +6,18 @@
 //! view and never wait for writers.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use damselfly_actors::Timestamp;
+use damselfly_actors::compactor::CompactorMessage;
+use damselfly_actors::gc::{GcMessage, GcReport};
 use damselfly_actors::kernel::{Address, Lifecycle, Unavailable};
 use damselfly_actors::memtable::{
     MemtableMessage, PreparedWrite, ReadView, Visibility, WriteBudget,
 };
 use damselfly_actors::metrics::EngineMetrics;
+use damselfly_actors::probe::{self, Probe};
 use damselfly_actors::table::TableSchema;
 use damselfly_runtimes::{JoinHandle, Runtime, Storage};
 use futures_lite::FutureExt;
@@ -38,6 +42,8 @@ pub(crate) struct DbInner {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) memtable: Address<MemtableMessage>,
+    pub(crate) compactor: Address<CompactorMessage>,
+    pub(crate) gc: Address<GcMessage>,
     pub(crate) visibility: Arc<Visibility>,
     pub(crate) budget: Arc<WriteBudget>,
     pub(crate) metrics: Arc<EngineMetrics>,
@@ -67,6 +73,12 @@ pub struct VersionInfo {
     /// The commit timestamp that addresses it ([`Db::snapshot_at`]).
     pub timestamp: Timestamp,
 }
+
+/// The delay of a write per level-0 file past the slowdown threshold.
+const SLOWDOWN_STEP: Duration = Duration::from_millis(1);
+
+/// The longest delay of one write by the slowdown.
+const SLOWDOWN_MAX: Duration = Duration::from_millis(100);
 
 /// Why a stalled write woke up.
 enum Stall {
@@ -141,12 +153,34 @@ impl Db {
         if write.num_rows() == 0 {
             return Ok(inner.visibility.watermark());
         }
+        self.slow_down().await;
         self.admit(write.rows.memory_bytes).await?;
         inner
             .memtable
             .ask(|reply| MemtableMessage::Commit { write, reply })
             .await
             .map_err(|_| inner.unavailable())
+    }
+
+    /// Delays a write while level 0 is past its slowdown threshold: a millisecond for every
+    /// file past it, so that ingest gives compaction room before flushes have to stop.
+    async fn slow_down(&self) {
+        let inner = &self.inner;
+        if !inner.options.automatic_compaction {
+            return;
+        }
+        let level0_files = {
+            let (view, _) = inner.visibility.snapshot();
+            view.version.version.levels.first().map_or(0, Vec::len)
+        };
+        let Some(excess) = (level0_files + 1).checked_sub(inner.options.level0_slowdown_files)
+        else {
+            return;
+        };
+        inner.metrics.write_slowdowns.add(1);
+        probe::hit(&*inner.runtime, Probe::WriteSlowdown);
+        let delay = SLOWDOWN_STEP * u32::try_from(excess).unwrap_or(u32::MAX);
+        inner.runtime.sleep(delay.min(SLOWDOWN_MAX)).await;
     }
 
     /// Waits until the memtable budget has room for `bytes` — memory comes back as flushes
@@ -210,6 +244,43 @@ impl Db {
             .await
             .map_err(|_| inner.unavailable())?;
         Ok(())
+    }
+
+    /// Runs compaction until nothing is due, and returns once every job's result is published
+    /// (or with the error of a job that failed). Reads and writes go on meanwhile.
+    pub async fn compact(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        inner
+            .compactor
+            .ask(|reply| CompactorMessage::Compact { reply })
+            .await
+            .map_err(|_| inner.unavailable())?
+            .map_err(Error::from)
+    }
+
+    /// Deletes the SST files nothing can reach any more — neither the current version nor a
+    /// snapshot or scan — and that left the current version at least the grace period ago
+    /// ([`DbBuilder::gc_grace_period`](crate::DbBuilder::gc_grace_period)); returns what was
+    /// deleted and what waits. The GC sweeper does the same on its own every
+    /// [`gc_interval`](crate::DbBuilder::gc_interval).
+    pub async fn gc(&self) -> Result<GcReport, Error> {
+        self.sweep(false).await
+    }
+
+    /// What [`Db::gc`] would delete now (in [`GcReport::deletable`]), deleting nothing.
+    pub async fn gc_dry_run(&self) -> Result<GcReport, Error> {
+        self.sweep(true).await
+    }
+
+    async fn sweep(&self, dry_run: bool) -> Result<GcReport, Error> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        inner
+            .gc
+            .ask(|reply| GcMessage::Sweep { dry_run, reply })
+            .await
+            .map_err(|_| inner.unavailable())
     }
 
     /// The newest `count` versions a snapshot can be taken at, newest first. Every commit is a
@@ -295,6 +366,8 @@ impl Db {
         let inner = &self.inner;
         if inner.lifecycle.begin_close() {
             inner.memtable.close();
+            inner.compactor.close();
+            inner.gc.close();
             let actors =
                 std::mem::take(&mut *inner.actors.lock().unwrap_or_else(PoisonError::into_inner));
             for actor in actors {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use damselfly_actors::compactor::CompactionError;
 use damselfly_actors::kernel::Unavailable;
 use damselfly_actors::manifest::ManifestError;
 use damselfly_actors::memtable::PrepareError;
@@ -201,14 +202,35 @@ impl From<ManifestError> for Error {
     }
 }
 
+fn sst_kind(error: &SstError) -> ErrorKind {
+    match error {
+        SstError::Storage(storage) => storage_kind(storage.kind),
+        SstError::Corrupt { .. } | SstError::ChecksumMismatch { .. } => ErrorKind::Corruption,
+        _ => ErrorKind::Internal,
+    }
+}
+
 impl From<SstError> for Error {
     fn from(error: SstError) -> Self {
-        let kind = match &error {
-            SstError::Storage(storage) => storage_kind(storage.kind),
-            SstError::Corrupt { .. } | SstError::ChecksumMismatch { .. } => ErrorKind::Corruption,
+        Self::with_source(sst_kind(&error), error)
+    }
+}
+
+impl From<Arc<CompactionError>> for Error {
+    /// A failed compaction, as `Db::compact` reports it.
+    fn from(error: Arc<CompactionError>) -> Self {
+        let kind = match error.as_ref() {
+            CompactionError::Sst(sst) => sst_kind(sst),
+            CompactionError::Storage(storage) => storage_kind(storage.kind),
+            CompactionError::Publisher(_) => ErrorKind::Closed,
+            CompactionError::Executor(_) => ErrorKind::Io,
             _ => ErrorKind::Internal,
         };
-        Self::with_source(kind, error)
+        Self {
+            kind,
+            message: format!("compaction failed: {error}"),
+            source: Some(error),
+        }
     }
 }
 

@@ -42,6 +42,19 @@ pub mod runtime {
     };
 }
 
+/// Compaction and garbage collection: the compactor's knobs, the [`CompactionExecutor`]
+/// port with its serialisable jobs, and what a GC sweep reports.
+///
+/// [`CompactionExecutor`]: compaction::CompactionExecutor
+pub mod compaction {
+    pub use damselfly_actors::compactor::plan::{LeveledOptions, TieredOptions};
+    pub use damselfly_actors::compactor::{
+        CompactionError, CompactionExecutor, CompactionJob, CompactionOptions, CompactionOutcome,
+        CompactionStrategy, JOB_FORMAT, LocalExecutor,
+    };
+    pub use damselfly_actors::gc::GcReport;
+}
+
 /// Storage: the port the engine keeps its files through, and its backends.
 pub mod storage {
     pub use damselfly_runtimes::storage::*;

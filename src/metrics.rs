@@ -61,6 +61,34 @@ pub struct Metrics {
     pub replayed_commits: u64,
     /// Rows replayed from the write-ahead log when the database was opened.
     pub replayed_rows: u64,
+    /// SSTs in level 0 (flushed, not yet compacted).
+    pub level0_sst_count: u64,
+    /// SSTs per level, level 0 first.
+    pub level_sst_counts: Vec<u64>,
+    /// Compaction jobs published.
+    pub compaction_jobs: u64,
+    /// SSTs moved to a deeper level without being rewritten.
+    pub compaction_moves: u64,
+    /// Compaction jobs that failed (they are retried).
+    pub compaction_failures: u64,
+    /// Compaction jobs whose inputs had been replaced by the time they finished.
+    pub compaction_lost_races: u64,
+    /// Bytes of SSTs read by compactions.
+    pub compaction_bytes_read: u64,
+    /// Bytes of SSTs written by compactions.
+    pub compaction_bytes_written: u64,
+    /// Row versions read by compactions.
+    pub compaction_rows_read: u64,
+    /// Row versions written by compactions (fewer than read: versions no read needs dropped).
+    pub compaction_rows_written: u64,
+    /// Writes delayed because level 0 had reached its slowdown threshold.
+    pub write_slowdowns: u64,
+    /// Flushes that waited because level 0 had reached its stop threshold.
+    pub flush_stalls: u64,
+    /// SST files the GC sweeper deleted.
+    pub gc_files_deleted: u64,
+    /// Deletes by the GC sweeper that failed (they are retried).
+    pub gc_delete_failures: u64,
 }
 
 impl Metrics {
@@ -96,6 +124,41 @@ impl Metrics {
             memtable_queue_depth: db.memtable.queued() as u64,
             replayed_commits: counters.replayed_commits.get(),
             replayed_rows: counters.replayed_rows.get(),
+            level0_sst_count: view
+                .version
+                .version
+                .levels
+                .first()
+                .map_or(0, |level| level.len()) as u64,
+            level_sst_counts: view
+                .version
+                .version
+                .levels
+                .iter()
+                .map(|level| level.len() as u64)
+                .collect(),
+            compaction_jobs: counters.compaction_jobs.get(),
+            compaction_moves: counters.compaction_moves.get(),
+            compaction_failures: counters.compaction_failures.get(),
+            compaction_lost_races: counters.compaction_lost_races.get(),
+            compaction_bytes_read: counters.compaction_bytes_read.get(),
+            compaction_bytes_written: counters.compaction_bytes_written.get(),
+            compaction_rows_read: counters.compaction_rows_read.get(),
+            compaction_rows_written: counters.compaction_rows_written.get(),
+            write_slowdowns: counters.write_slowdowns.get(),
+            flush_stalls: counters.flush_stalls.get(),
+            gc_files_deleted: counters.gc_files_deleted.get(),
+            gc_delete_failures: counters.gc_delete_failures.get(),
         }
+    }
+
+    /// Bytes written to SSTs (by flushes and compactions) per byte flushed: how many times
+    /// compaction rewrote the data on average. 1.0 before any compaction; 0.0 before any flush.
+    pub fn write_amplification(&self) -> f64 {
+        if self.sst_bytes_written == 0 {
+            return 0.0;
+        }
+        (self.sst_bytes_written + self.compaction_bytes_written) as f64
+            / self.sst_bytes_written as f64
     }
 }

@@ -16,9 +16,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use damselfly_actors::Timestamp;
-use damselfly_actors::flusher::{Flusher, FlusherContext};
+use damselfly_actors::compactor::{CompactionExecutor, Compactor, CompactorContext, LocalExecutor};
+use damselfly_actors::flusher::{Flusher, FlusherContext, Level0Stop};
+use damselfly_actors::gc::GcSweeper;
 use damselfly_actors::kernel::{Lifecycle, mailbox, spawn_actor};
-use damselfly_actors::manifest::{ManifestStore, PublishedVersion, Publisher, Version};
+use damselfly_actors::manifest::{
+    ManifestStore, PublishedVersion, Publisher, PublisherPeers, Version,
+};
 use damselfly_actors::memtable::{
     KeyedRows, Memtable, MemtableActor, MemtablePeers, ReadView, RecoveredMemtables, Visibility,
     WriteBudget,
@@ -76,6 +80,8 @@ pub(crate) async fn open(
     let (memtable_address, memtable_mailbox) = mailbox("memtable", capacity);
     let (flusher_address, flusher_mailbox) = mailbox("flusher", capacity);
     let (publisher_address, publisher_mailbox) = mailbox("manifest-publisher", capacity);
+    let (compactor_address, compactor_mailbox) = mailbox("compactor", capacity);
+    let (gc_address, gc_mailbox) = mailbox("gc-sweeper", capacity);
     let wal = WalWriter::new(
         Arc::clone(&storage),
         Arc::clone(&runtime),
@@ -91,6 +97,43 @@ pub(crate) async fn open(
         options.retention,
         Arc::clone(&runtime),
         Arc::clone(&visibility),
+        PublisherPeers {
+            compactor: compactor_address.notifier(),
+            gc: gc_address.notifier(),
+        },
+    );
+    let local = LocalExecutor::new(
+        Arc::clone(&storage),
+        Arc::clone(&runtime),
+        Arc::clone(&table),
+        options.sst.clone(),
+    );
+    let executor: Arc<dyn CompactionExecutor> = match &options.executor {
+        Some(factory) => (factory.0)(local),
+        None => Arc::new(local),
+    };
+    let compactor = Compactor::new(CompactorContext {
+        storage: Arc::clone(&storage),
+        runtime: Arc::clone(&runtime),
+        table: Arc::clone(&table),
+        cache: Arc::clone(&cache),
+        executor,
+        options: options.compaction.clone(),
+        automatic: options.automatic_compaction,
+        retention: options.retention,
+        visibility: Arc::clone(&visibility),
+        publisher: publisher_address.clone(),
+        gc: gc_address.notifier(),
+        compactor: compactor_address.notifier(),
+        metrics: Arc::clone(&metrics),
+        lifecycle: lifecycle.clone(),
+    });
+    let gc = GcSweeper::new(
+        Arc::clone(&storage),
+        Arc::clone(&runtime),
+        Arc::clone(&visibility),
+        Arc::clone(&metrics),
+        options.gc,
     );
     let flusher = Flusher::new(FlusherContext {
         storage: Arc::clone(&storage),
@@ -102,6 +145,11 @@ pub(crate) async fn open(
         memtable: memtable_address.notifier(),
         metrics: Arc::clone(&metrics),
         flusher: flusher_address.notifier(),
+        level0_stop: options.automatic_compaction.then(|| Level0Stop {
+            files: options.level0_stop_files,
+            visibility: Arc::clone(&visibility),
+            lifecycle: lifecycle.clone(),
+        }),
     });
     let memtable_actor = MemtableActor::new(
         clock,
@@ -118,12 +166,15 @@ pub(crate) async fn open(
         },
     );
     // In shutdown order: the memtable stops first and closes the WAL writer and the flusher;
-    // the publisher stops once the flusher, its last user, is gone.
+    // `close` closes the compactor, which finishes its running jobs; the publisher stops once
+    // the flusher and the compactor, its users, are gone; `close` closes the GC sweeper last.
     let actors = vec![
         spawn_actor(&runtime, &lifecycle, memtable_actor, memtable_mailbox),
         spawn_actor(&runtime, &lifecycle, wal, wal_mailbox),
         spawn_actor(&runtime, &lifecycle, flusher, flusher_mailbox),
+        spawn_actor(&runtime, &lifecycle, compactor, compactor_mailbox),
         spawn_actor(&runtime, &lifecycle, publisher, publisher_mailbox),
+        spawn_actor(&runtime, &lifecycle, gc, gc_mailbox),
     ];
     tracing::info!(
         location = %storage.location(),
@@ -144,6 +195,8 @@ pub(crate) async fn open(
         storage,
         lifecycle,
         memtable: memtable_address,
+        compactor: compactor_address,
+        gc: gc_address,
         visibility,
         budget,
         metrics,

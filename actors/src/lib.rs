@@ -1,8 +1,8 @@
 //! The actors of damselfly and the on-disk formats they own.
 //!
 //! The engine is a set of actors, each owning its state and reached only through typed messages
-//! (see `DESIGN.md`): the [`wal`] writer, the [`memtable`], and — as they arrive — the flusher,
-//! compactor, manifest publisher and GC sweeper. [`manifest`] holds the manifest's versions,
+//! (see `DESIGN.md`): the [`wal`] writer, the [`memtable`], the [`flusher`], the [`compactor`],
+//! the manifest publisher and the [`gc`] sweeper. [`manifest`] holds the manifest's versions,
 //! record format and store, on which the publisher is built. The [`kernel`] gives them one run loop, bounded
 //! mailboxes and a shared [`kernel::Lifecycle`] that turns any actor failure into a clear error
 //! for every caller. [`table`] holds the table's schema and key encoding; [`sst`] the Parquet files
@@ -14,8 +14,10 @@
 
 #![deny(missing_docs)]
 
+pub mod compactor;
 mod encoding;
 pub mod flusher;
+pub mod gc;
 pub mod kernel;
 pub mod manifest;
 pub mod memtable;

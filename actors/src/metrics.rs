@@ -36,6 +36,30 @@ pub struct EngineMetrics {
     pub replayed_commits: Counter,
     /// Rows replayed from the WAL when the database was opened.
     pub replayed_rows: Counter,
+    /// Compaction jobs published.
+    pub compaction_jobs: Counter,
+    /// SSTs moved to a deeper level without being rewritten.
+    pub compaction_moves: Counter,
+    /// Compaction jobs that failed (and were retried).
+    pub compaction_failures: Counter,
+    /// Compaction jobs whose inputs were gone when they finished.
+    pub compaction_lost_races: Counter,
+    /// Bytes of SSTs read by published compactions.
+    pub compaction_bytes_read: Counter,
+    /// Bytes of SSTs written by published compactions.
+    pub compaction_bytes_written: Counter,
+    /// Row versions read by published compactions.
+    pub compaction_rows_read: Counter,
+    /// Row versions written by published compactions.
+    pub compaction_rows_written: Counter,
+    /// Writes delayed because level 0 had reached the slowdown threshold.
+    pub write_slowdowns: Counter,
+    /// Flushes that waited because level 0 had reached the stop threshold.
+    pub flush_stalls: Counter,
+    /// SST files the GC sweeper deleted.
+    pub gc_files_deleted: Counter,
+    /// Deletes by the GC sweeper that failed (and are retried).
+    pub gc_delete_failures: Counter,
     /// The newest commit timestamp whose WAL record is synced: it survives a power loss.
     pub wal_synced_timestamp: Gauge,
 }

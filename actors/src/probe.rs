@@ -55,6 +55,18 @@ probes! {
         "publishing a manifest version failed with an I/O error and was retried",
     ManifestPruneFailed = "manifest.prune_failed":
         "old manifest records could not be deleted and were left for later",
+    CompactionPublished = "compaction.published":
+        "a compaction's outputs replaced its inputs in a published version",
+    CompactionDroppedVersions = "compaction.dropped_versions":
+        "a compaction dropped versions no read at or after the horizon can see",
+    CompactionFailed = "compaction.failed":
+        "a compaction job failed; its outputs went to the GC sweeper",
+    GcDeleted = "gc.deleted":
+        "the GC sweeper deleted an unreachable SST",
+    WriteSlowdown = "write.slowdown":
+        "a write was delayed because level 0 has too many SSTs",
+    FlushWaitedForCompaction = "flush.waited_for_compaction":
+        "a flush waited for compaction because level 0 reached its stop threshold",
 }
 
 /// Notes that the engine reached `probe`.

@@ -108,7 +108,11 @@ runtime_test!(
 runtime_test!(
     async fn reopening_after_flushes_replays_nothing_flushed(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = events_builder().on_storage(storage.clone()).open(runtime.clone()).await?;
+        let db = events_builder()
+            .on_storage(storage.clone())
+            .automatic_compaction(false)
+            .open(runtime.clone())
+            .await?;
         for round in 0..5u64 {
             db.ingest(events(&[round * 2, round * 2 + 1], round as i64)).await?;
             db.flush().await?;
@@ -119,7 +123,11 @@ runtime_test!(
         assert!(before.wal_segments_deleted > 0, "segments below the floor were deleted");
         db.close().await?;
 
-        let db = events_builder().on_storage(storage.clone()).open(runtime).await?;
+        let db = events_builder()
+            .on_storage(storage.clone())
+            .automatic_compaction(false)
+            .open(runtime)
+            .await?;
         assert_eq!(ids_and_scores(&db).await?, expected);
         let after = db.metrics();
         assert_eq!(after.replayed_commits, 1, "only the unflushed commit is replayed");

@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod common;
+mod compaction;
 
 mod bad_input;
 mod concurrency;

@@ -45,6 +45,7 @@ async fn four_ssts(runtime: Rt) -> Result<(Db, Arc<ReadCounter>), damselfly::Err
     let storage = HookedStorage::new(Arc::new(MemoryStorage::new()), counter.clone());
     let db = events_builder()
         .on_storage(Arc::new(storage))
+        .automatic_compaction(false)
         .open(runtime)
         .await?;
     for part in 0..4u64 {

@@ -49,7 +49,7 @@ runtime_test!(
 );
 
 runtime_test!(
-    async fn a_snapshot_stays_put_across_flushes(runtime) {
+    async fn a_snapshot_stays_put_across_flushes_and_compactions(runtime) {
         let db = events_builder().in_memory().memtable_bytes(64 << 10).open(runtime).await?;
         let ids: Vec<u64> = (0..2000).collect();
         db.ingest(events(&ids, 0)).await?;
@@ -61,7 +61,10 @@ runtime_test!(
             db.flush().await?;
             assert_eq!(snapshot.scan().collect().await?, before, "after flush {round}");
         }
-        assert!(db.metrics().sst_count >= 5);
+        assert!(db.metrics().memtables_flushed >= 5);
+        db.compact().await?;
+        assert!(db.metrics().compaction_jobs >= 1);
+        assert_eq!(snapshot.scan().collect().await?, before, "after compaction");
         let row = snapshot.get(Key::from(3u64)).await?.expect("3 existed");
         assert_eq!(i64_column(&[row], "score"), [30]);
         Ok(())

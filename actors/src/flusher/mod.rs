@@ -20,18 +20,18 @@ mod msg;
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
 use damselfly_runtimes::{PutOutcome, Runtime, RuntimeExt, Storage, StorageError, TaskError};
 
 pub use self::msg::FlusherMessage;
-use crate::kernel::{Actor, Address, MailboxClosed, Notifier};
+use crate::kernel::{Actor, Address, Lifecycle, MailboxClosed, Notifier};
 use crate::manifest::{PublisherMessage, SstDescriptor, sst_path};
-use crate::memtable::{Chunk, Memtable, MemtableMessage};
+use crate::memtable::{Chunk, Memtable, MemtableMessage, Visibility};
 use crate::metrics::EngineMetrics;
-use crate::sst::{
-    BlockCache, EncodedSst, SstError, SstInfo, SstOptions, SstReader, SstWriter, sst_schema,
-};
+use crate::probe::{self, Probe};
+use crate::sst::{BlockCache, EncodedSst, SstError, SstOptions, SstReader, SstWriter, sst_schema};
 use crate::table::{KeyBytes, TableSchema};
 
 /// Rows gathered from a memtable per batch handed to the SST writer.
@@ -78,7 +78,24 @@ pub struct FlusherContext {
     pub metrics: Arc<EngineMetrics>,
     /// The flusher's own mailbox, where encoding tasks report.
     pub flusher: Notifier<FlusherMessage>,
+    /// When flushes wait for compaction (`None`: never).
+    pub level0_stop: Option<Level0Stop>,
 }
+
+/// Flushes wait while level 0 has `files` SSTs or more, until compaction makes room — unless
+/// the database is closing.
+#[derive(Debug)]
+pub struct Level0Stop {
+    /// The stop threshold.
+    pub files: usize,
+    /// Where the current version is.
+    pub visibility: Arc<Visibility>,
+    /// Whether the database is closing (then flushes no longer wait).
+    pub lifecycle: Lifecycle,
+}
+
+/// How often a flush held back by level 0 looks again.
+const LEVEL0_POLL: Duration = Duration::from_millis(10);
 
 /// A memtable being flushed: encoding, or encoded and waiting for its turn to be published.
 #[derive(Debug)]
@@ -163,11 +180,36 @@ impl Flusher {
         Ok(())
     }
 
+    /// Waits while level 0 is at the stop threshold.
+    async fn wait_for_level0(&self) {
+        let context = &self.context;
+        let Some(stop) = &context.level0_stop else {
+            return;
+        };
+        let level0_files = || {
+            let (view, _) = stop.visibility.snapshot();
+            view.version.version.levels.first().map_or(0, Vec::len)
+        };
+        if level0_files() < stop.files {
+            return;
+        }
+        context.metrics.flush_stalls.add(1);
+        probe::hit(&*context.runtime, Probe::FlushWaitedForCompaction);
+        tracing::debug!(
+            files = stop.files,
+            "level 0 is full; the flush waits for compaction"
+        );
+        while level0_files() >= stop.files && stop.lifecycle.check().is_ok() {
+            context.runtime.sleep(LEVEL0_POLL).await;
+        }
+    }
+
     async fn publish(
         &mut self,
         memtable: Arc<Memtable>,
         encoded: EncodedSst,
     ) -> Result<(), FlushError> {
+        self.wait_for_level0().await;
         let context = &self.context;
         let through = memtable.last_timestamp();
         let id = self.write(&encoded).await?;
@@ -180,7 +222,7 @@ impl Flusher {
             encoded.info.footer,
         )
         .await?;
-        let descriptor = level_zero_descriptor(id, &encoded.info);
+        let descriptor = SstDescriptor::from_info(id, 0, &encoded.info);
         context
             .publisher
             .ask(|reply| PublisherMessage::AddSst {
@@ -225,8 +267,9 @@ impl Flusher {
         loop {
             let id = context
                 .publisher
-                .ask(|reply| PublisherMessage::ReserveSstId { reply })
-                .await?;
+                .ask(|reply| PublisherMessage::ReserveSstIds { count: 1, reply })
+                .await?
+                .start;
             let path = sst_path(id);
             match context
                 .storage
@@ -242,24 +285,6 @@ impl Flusher {
                 }
             }
         }
-    }
-}
-
-/// The manifest's description of a freshly flushed SST, which starts at level 0.
-fn level_zero_descriptor(id: u64, info: &SstInfo) -> SstDescriptor {
-    SstDescriptor {
-        id,
-        level: 0,
-        rows: info.rows,
-        bytes: info.bytes,
-        min_key: info.min_key.clone(),
-        max_key: info.max_key.clone(),
-        min_timestamp: info.min_ts,
-        max_timestamp: info.max_ts,
-        deletes: info.deletes,
-        unique_keys: info.unique_keys,
-        footer_bytes: info.footer.bytes,
-        footer_crc32c: info.footer.crc32c,
     }
 }
 

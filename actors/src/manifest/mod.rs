@@ -69,7 +69,7 @@ pub mod version;
 
 use damselfly_runtimes::StorageError;
 
-pub use self::publisher::{PublishedVersion, Publisher, PublisherMessage};
+pub use self::publisher::{PublishedVersion, Publisher, PublisherMessage, PublisherPeers};
 pub use self::record::{FORMAT_VERSION, MANIFEST_DIR, record_path};
 pub use self::retention::{Retention, TIME_INDEX_MARKS, TimeMark};
 pub use self::store::{CLAIM_ATTEMPTS_MAX, ManifestStore, Published, check_not_fenced};

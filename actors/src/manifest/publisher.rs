@@ -14,15 +14,19 @@
 //!   retry) is built upon, not fought: same epoch means it is this writer's own.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use damselfly_runtimes::{Runtime, StorageErrorKind};
 
 use super::{
-    ManifestError, ManifestStore, Published, Retention, SstDescriptor, Version, check_not_fenced,
+    ManifestError, ManifestStore, Published, Retention, SstDescriptor, Version, VersionError,
+    check_not_fenced, sst_id_range,
 };
-use crate::kernel::{Actor, Reply};
+use crate::compactor::CompactorMessage;
+use crate::gc::{GcMessage, RetiredSst};
+use crate::kernel::{Actor, Notifier, Reply};
 use crate::memtable::Visibility;
 use crate::probe::{self, Probe};
 use crate::sst::SstReader;
@@ -76,10 +80,12 @@ impl PublishedVersion {
 /// A message to the manifest publisher.
 #[derive(Debug)]
 pub enum PublisherMessage {
-    /// Hand out an SST id no file has been written under by this writer.
-    ReserveSstId {
-        /// Where the id goes.
-        reply: Reply<u64>,
+    /// Hand out `count` consecutive SST ids no file has been written under by this writer.
+    ReserveSstIds {
+        /// How many ids.
+        count: u64,
+        /// Where the ids go.
+        reply: Reply<Range<u64>>,
     },
     /// Publish a version with this SST added and the WAL floor raised to `wal_floor`.
     AddSst {
@@ -92,6 +98,22 @@ pub enum PublisherMessage {
         /// Answered once the version is published and visible.
         reply: Reply<()>,
     },
+    /// Publish a version with the SSTs `removed` replaced by `added` (a compaction's result;
+    /// an id in both moves that SST to the level `added` names), and the history floor raised
+    /// to `history_floor`. Refused, without publishing, when an SST of `removed` is no longer
+    /// live or the change breaks an invariant.
+    ReplaceSsts {
+        /// The SSTs to remove; every one must be live.
+        removed: Vec<u64>,
+        /// The SSTs to add, each durably written (or moved).
+        added: Vec<SstDescriptor>,
+        /// A reader for each added SST that is not a move.
+        readers: BTreeMap<u64, Arc<SstReader>>,
+        /// Row versions older than this may be gone from the added SSTs.
+        history_floor: u64,
+        /// Answered once the version is published and visible, or with why it was refused.
+        reply: Reply<Result<(), VersionError>>,
+    },
 }
 
 /// The manifest publisher actor.
@@ -103,6 +125,16 @@ pub struct Publisher {
     retention: Retention,
     clock: Arc<dyn Runtime>,
     visibility: Arc<Visibility>,
+    peers: PublisherPeers,
+}
+
+/// Who hears about new versions.
+#[derive(Debug)]
+pub struct PublisherPeers {
+    /// Told whenever a version is installed.
+    pub compactor: Notifier<CompactorMessage>,
+    /// Given the SSTs a version no longer names.
+    pub gc: Notifier<GcMessage>,
 }
 
 impl Publisher {
@@ -113,6 +145,7 @@ impl Publisher {
         retention: Retention,
         clock: Arc<dyn Runtime>,
         visibility: Arc<Visibility>,
+        peers: PublisherPeers,
     ) -> Self {
         Self {
             store,
@@ -121,7 +154,18 @@ impl Publisher {
             retention,
             clock,
             visibility,
+            peers,
         }
+    }
+
+    /// Hands out `count` fresh ids (fewer only when the epoch's range runs out: publishing an
+    /// SST under an id past it is then refused).
+    fn reserve(&mut self, count: u64) -> Range<u64> {
+        let end =
+            sst_id_range(self.current.version.epoch).map_or(self.next_sst_id, |range| range.end);
+        let start = self.next_sst_id.min(end);
+        self.next_sst_id = start.saturating_add(count).min(end);
+        start..self.next_sst_id
     }
 
     async fn add_sst(
@@ -130,15 +174,82 @@ impl Publisher {
         reader: Arc<SstReader>,
         wal_floor: Timestamp,
     ) -> Result<(), ManifestError> {
+        let id = descriptor.id;
+        let published = self
+            .publish_change(|base| {
+                base.successor()
+                    .with_sst_added(descriptor.clone())?
+                    .with_wal_floor(wal_floor.get())
+            })
+            .await?;
+        let mut readers = self.current.readers.clone();
+        readers.insert(id, reader);
+        self.install(published, readers);
+        Ok(())
+    }
+
+    /// Replaces SSTs; `Ok(Err(_))` when the change is refused (nothing was published).
+    async fn replace_ssts(
+        &mut self,
+        removed: Vec<u64>,
+        added: Vec<SstDescriptor>,
+        mut new_readers: BTreeMap<u64, Arc<SstReader>>,
+        history_floor: u64,
+    ) -> Result<Result<(), VersionError>, ManifestError> {
+        let change = |base: &Version| {
+            base.successor()
+                .with_ssts_replaced(&removed, added.clone())?
+                .with_history_floor(history_floor)
+        };
+        // Checked on the current version first: a refused change publishes nothing.
+        if let Err(refused) = change(&self.current.version) {
+            return Ok(Err(refused));
+        }
+        if let Some(sst) = added
+            .iter()
+            .find(|sst| !new_readers.contains_key(&sst.id) && !removed.contains(&sst.id))
+        {
+            return Ok(Err(VersionError::InvalidSst {
+                id: sst.id,
+                reason: "it comes without a reader".to_owned(),
+            }));
+        }
+        let published = self.publish_change(change).await?;
+        let mut readers = self.current.readers.clone();
+        let mut retired = Vec::new();
+        for id in &removed {
+            let Some(reader) = readers.remove(id) else {
+                continue;
+            };
+            match added.iter().any(|sst| sst.id == *id) {
+                true => {
+                    readers.insert(*id, reader);
+                }
+                false => retired.push(RetiredSst {
+                    id: *id,
+                    pin: Some(Arc::downgrade(&reader)),
+                    may_be_missing: false,
+                }),
+            }
+        }
+        readers.append(&mut new_readers);
+        self.install(published, readers);
+        // The sweeper may have stopped (closing); the next open finds these as orphans.
+        let _ = self.peers.gc.notify(GcMessage::Retired { ssts: retired });
+        Ok(Ok(()))
+    }
+
+    /// Publishes `change` applied to the current version, building it again on a newer record
+    /// of this writer's own when it finds one in its way.
+    async fn publish_change(
+        &self,
+        change: impl Fn(&Version) -> Result<Version, VersionError>,
+    ) -> Result<Version, ManifestError> {
         let mut base = self.current.version.clone();
-        let published = loop {
-            let next = base
-                .successor()
-                .with_sst_added(descriptor.clone())?
-                .with_wal_floor(wal_floor.get())?
-                .with_time_mark(self.wall_clock_ms(), &self.retention);
+        loop {
+            let next = change(&base)?.with_time_mark(self.wall_clock_ms(), &self.retention);
             match self.publish(&next).await? {
-                Published::Created => break next,
+                Published::Created => return Ok(next),
                 // Only this writer publishes in its epoch: a newer record of the same epoch is
                 // one of its own it lost sight of. Anything newer is checked for fencing.
                 Published::Superseded { latest } => {
@@ -150,11 +261,7 @@ impl Publisher {
                     base = latest;
                 }
             }
-        };
-        let mut readers = self.current.readers.clone();
-        readers.insert(descriptor.id, reader);
-        self.install(published, readers);
-        Ok(())
+        }
     }
 
     /// Publishes `next`, putting the same bytes again after an I/O error. Such an error leaves
@@ -189,6 +296,11 @@ impl Publisher {
         let published = Arc::new(PublishedVersion::new(version, readers));
         self.visibility.set_version(Arc::clone(&published));
         self.current = published;
+        // The compactor may have stopped (closing); then no more compactions are wanted.
+        let _ = self
+            .peers
+            .compactor
+            .notify(CompactorMessage::VersionChanged);
     }
 
     /// Deletes records well below the newest; failures only leave records behind.
@@ -216,9 +328,8 @@ impl Actor for Publisher {
 
     async fn handle(&mut self, message: PublisherMessage) -> Result<(), ManifestError> {
         match message {
-            PublisherMessage::ReserveSstId { reply } => {
-                reply.send(self.next_sst_id);
-                self.next_sst_id += 1;
+            PublisherMessage::ReserveSstIds { count, reply } => {
+                reply.send(self.reserve(count));
                 Ok(())
             }
             PublisherMessage::AddSst {
@@ -230,6 +341,23 @@ impl Actor for Publisher {
                 self.add_sst(descriptor, reader, wal_floor).await?;
                 reply.send(());
                 self.prune().await;
+                Ok(())
+            }
+            PublisherMessage::ReplaceSsts {
+                removed,
+                added,
+                readers,
+                history_floor,
+                reply,
+            } => {
+                let outcome = self
+                    .replace_ssts(removed, added, readers, history_floor)
+                    .await?;
+                let published = outcome.is_ok();
+                reply.send(outcome);
+                if published {
+                    self.prune().await;
+                }
                 Ok(())
             }
         }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hex;
 use super::retention::{self, Retention, TimeMark};
-use crate::sst::FooterChecksum;
+use crate::sst::{FooterChecksum, SstInfo};
 use crate::table::KeyBytes;
 
 /// The folder of the SSTs, relative to the database root.
@@ -159,6 +159,24 @@ pub struct SstDescriptor {
 }
 
 impl SstDescriptor {
+    /// The descriptor of SST `id` at `level`, holding what `info` says.
+    pub fn from_info(id: u64, level: u32, info: &SstInfo) -> Self {
+        Self {
+            id,
+            level,
+            rows: info.rows,
+            bytes: info.bytes,
+            min_key: info.min_key.clone(),
+            max_key: info.max_key.clone(),
+            min_timestamp: info.min_ts,
+            max_timestamp: info.max_ts,
+            deletes: info.deletes,
+            unique_keys: info.unique_keys,
+            footer_bytes: info.footer.bytes,
+            footer_crc32c: info.footer.crc32c,
+        }
+    }
+
     /// The file's path, relative to the database root.
     pub fn path(&self) -> String {
         sst_path(self.id)

@@ -321,4 +321,4 @@ pub(crate) fn partition_point(range: Range<usize>, is_left: impl Fn(usize) -> bo
 const NEW_SST: &str = "(new SST)";
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

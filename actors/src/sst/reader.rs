@@ -27,7 +27,7 @@ use super::cache::{Block, BlockCache};
 use super::checksum::FooterChecksum;
 use super::fetch::{SstFile, next_reader};
 use super::metadata::{self, SstMetadata};
-use super::scan::{ScanOptions, SstScan};
+use super::scan::{Mode, ScanOptions, SstScan};
 use super::{KeyRange, SstError, SstInfo, partition_point};
 use crate::table::{KeyBytes, TableSchema};
 
@@ -243,6 +243,26 @@ impl SstReader {
             read_at,
             projection,
             options,
+        )
+    }
+
+    /// Scans every version of every key in `range`, deletes included, in SST order (key
+    /// ascending, then newest first), with every table column, the keys and the timestamps:
+    /// what a compaction merges.
+    pub fn scan_versions(&self, range: KeyRange, batch_rows: usize) -> Result<SstScan, SstError> {
+        let columns: Vec<usize> = (0..self.shared.table.schema().fields().len()).collect();
+        let options = ScanOptions {
+            need_keys: true,
+            need_timestamps: true,
+            batch_rows,
+        };
+        SstScan::with_mode(
+            Arc::clone(&self.shared),
+            range,
+            u64::MAX,
+            &columns,
+            options,
+            Some(Mode::AllVersions),
         )
     }
 

@@ -89,6 +89,8 @@ pub(crate) enum Mode {
     UniqueKeys,
     /// Keys with several versions: keep each key's newest visible one.
     Versions,
+    /// Every version of every key, deletes included (what a compaction merges).
+    AllVersions,
 }
 
 /// Where the columns a scan works with are in its decoded batches.
@@ -314,7 +316,7 @@ impl SstScan {
         const DECODED: &str =
             "layout() decodes the keys and timestamps of every mode but PassThrough";
         match self.mode {
-            Mode::PassThrough => None,
+            Mode::PassThrough | Mode::AllVersions => None,
             Mode::UniqueKeys => {
                 if self.shared.info.max_ts <= read_at {
                     return None;

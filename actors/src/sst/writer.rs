@@ -200,6 +200,17 @@ impl SstWriter {
         self.last = Some((last_key.clone(), last_ts));
     }
 
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// About how large the file would be if finished now: the bytes encoded so far plus those
+    /// still buffered (uncompressed), so an estimate from above.
+    pub fn estimated_bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
     /// Finishes the file. An SST has at least one row.
     pub fn finish(mut self) -> Result<EncodedSst, SstError> {
         let Some((max_key, _)) = self.last.take() else {

@@ -3,7 +3,7 @@
 
 mod corrupt;
 mod get;
-mod model;
+pub(crate) mod model;
 mod pruning;
 mod scan;
 mod storage;

@@ -17,7 +17,7 @@ use crate::table::{KeyBytes, TableSchema};
 
 /// One version of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Version {
+pub(crate) struct Version {
     pub timestamp: u64,
     pub deleted: bool,
     /// The version's row in [`Model::rows`].
@@ -26,7 +26,7 @@ pub(super) struct Version {
 
 /// A table's versions.
 #[derive(Debug)]
-pub(super) struct Model {
+pub(crate) struct Model {
     pub table: Arc<TableSchema>,
     /// Every version's row, in generation order, in the table's schema.
     pub rows: RecordBatch,
@@ -38,7 +38,7 @@ pub(super) struct Model {
 
 /// A table with a two-column key (a string and an integer, not the first columns), nested and
 /// nullable value columns.
-pub(super) fn mixed_table() -> Arc<TableSchema> {
+pub(crate) fn mixed_table() -> Arc<TableSchema> {
     let point = Fields::from(vec![
         Field::new("x", DataType::Int32, true),
         Field::new("name", DataType::Utf8, true),
@@ -64,7 +64,7 @@ const TENANTS: [&str; 4] = ["a", "acme", "", "a-tenant-name-longer-than-fifteen-
 
 /// Random keys of [`mixed_table`], each with 1..=`max_versions` versions at distinct
 /// timestamps in `1..=max_ts`, a fifth of them deletes.
-pub(super) fn random_model(seed: u64, keys: usize, max_versions: usize, max_ts: u64) -> Model {
+pub(crate) fn random_model(seed: u64, keys: usize, max_versions: usize, max_ts: u64) -> Model {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut key_values: BTreeSet<(usize, i32)> = BTreeSet::new();
     while key_values.len() < keys + 20 {
