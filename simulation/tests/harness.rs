@@ -57,7 +57,8 @@ fn swarm(seeds: Range<u64>) {
     for kind in FaultKind::ALL {
         assert!(faults.contains(&kind), "no seed met {kind}");
     }
-    // ...and took the recovery paths those faults open.
+    // ...and took the recovery paths those faults open, and compacted, collected garbage and
+    // held writes back under them.
     for probe in [
         Probe::WalReplayedSegmentSynced,
         Probe::RecoveryReplayed,
@@ -65,6 +66,11 @@ fn swarm(seeds: Range<u64>) {
         Probe::ManifestPublishRetried,
         Probe::WalTruncationStopped,
         Probe::RecoveryTornTail,
+        Probe::CompactionPublished,
+        Probe::CompactionDroppedVersions,
+        Probe::CompactionFailed,
+        Probe::GcDeleted,
+        Probe::WriteSlowdown,
     ] {
         assert!(
             probes.contains(probe.name()),

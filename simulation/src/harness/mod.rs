@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use damselfly::compaction::{CompactionOptions, CompactionStrategy, LeveledOptions, TieredOptions};
 use damselfly::runtime::{Runtime, RuntimeExt};
 use damselfly::{Db, DbBuilder, SstCompression, WalSyncPolicy};
 use damselfly_actors::manifest::{Version, record, sst_id_from_path, sst_id_range};
@@ -191,7 +192,7 @@ struct Run {
 }
 
 /// How a run's database is configured: the seed draws it once.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct DbConfig {
     policy: WalSyncPolicy,
     /// How SSTs are compressed: zstd for a quarter of the seeds, as by default; faster codecs
@@ -200,6 +201,14 @@ struct DbConfig {
     /// 256 KiB, or 64 KiB for a quarter of the seeds: more flushes, and WAL replays long
     /// enough to seal memtables.
     memtable_bytes: usize,
+    /// Leveled with small levels (so that files reach deeper levels), or tiered for a quarter
+    /// of the seeds; one or two jobs at once.
+    compaction: CompactionOptions,
+    /// 0 to 20 seconds: short enough that the sweeper deletes while snapshots are held.
+    gc_grace_period: Duration,
+    /// Level-0 slowdown and stop thresholds: the defaults, or a handful of files for a quarter
+    /// of the seeds, so that writes slow down and flushes wait for compaction.
+    level0_write_thresholds: (usize, usize),
 }
 
 impl DbConfig {
@@ -219,20 +228,55 @@ impl DbConfig {
         } else {
             256 << 10
         };
+        let strategy = if random.u8(0..4) == 0 {
+            CompactionStrategy::Tiered(TieredOptions {
+                min_merge_width: random.usize(2..5),
+                ..TieredOptions::default()
+            })
+        } else {
+            CompactionStrategy::Leveled(LeveledOptions {
+                level0_file_trigger: random.usize(2..6),
+                level1_bytes: random.u64(64..512) << 10,
+                level_size_ratio: random.u64(2..5),
+                max_levels: random.u32(3..6),
+            })
+        };
+        let compaction = CompactionOptions {
+            strategy,
+            output_file_bytes: random.u64(32..256) << 10,
+            concurrent_jobs: random.usize(1..3),
+            ..CompactionOptions::default()
+        };
+        let level0_write_thresholds = if random.u8(0..4) == 0 {
+            let due = compaction.level0_files_due();
+            let slowdown = random.usize(2..due + 2);
+            (slowdown, slowdown.max(due) + random.usize(0..3))
+        } else {
+            (20, 36)
+        };
         DbConfig {
             policy,
             compression,
             memtable_bytes,
+            compaction,
+            gc_grace_period: Duration::from_secs(random.u64(0..20)),
+            level0_write_thresholds,
         }
     }
 
-    fn builder(self) -> DbBuilder {
+    fn builder(&self) -> DbBuilder {
         DbBuilder::from_schema_key_name(workload::schema(), "id")
             .expect("the harness's schema has its key column")
             .sst_compression(self.compression)
             .memtable_bytes(self.memtable_bytes)
             .wal_sync_policy(self.policy)
             .wal_segment_bytes(16 << 10)
+            .compaction(self.compaction.clone())
+            .gc_grace_period(self.gc_grace_period)
+            .level0_write_thresholds(
+                self.level0_write_thresholds.0,
+                self.level0_write_thresholds.1,
+            )
     }
 }
 
@@ -250,10 +294,14 @@ impl Run {
             storage,
             random,
             story: vec![format!(
-                "WAL sync policy {:?}, SSTs {:?}, memtables of {} KiB",
+                "WAL sync policy {:?}, SSTs {:?}, memtables of {} KiB, {:?}, GC grace {:?}, \
+                 level-0 thresholds {:?}",
                 config.policy,
                 config.compression,
-                config.memtable_bytes >> 10
+                config.memtable_bytes >> 10,
+                config.compaction,
+                config.gc_grace_period,
+                config.level0_write_thresholds,
             )],
             reads_checked: 0,
             shared,

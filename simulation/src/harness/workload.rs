@@ -1,6 +1,6 @@
 //! The workload: concurrent clients doing what users do — upserts, deletes, lookups, filtered
-//! scans, snapshots held across other work, time-travel reads, flushes — each operation drawn
-//! from the seed, each answer handed to the model.
+//! scans, snapshots held across other work, time-travel reads, flushes, compactions and GC
+//! sweeps — each operation drawn from the seed, each answer handed to the model.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -134,7 +134,7 @@ pub(crate) async fn client(
             return;
         }
         let commit = shared.last_commit.fetch_add(1, Ordering::SeqCst) + 1;
-        // Flushes are rare: without compaction every SST stays, and every read pays for it.
+        // Flushes and manual compactions are rare: the engine flushes and compacts on its own.
         let result = match random.u16(0..1000) {
             0..=499 => write(&db, &shared, &mut random, commit, false).await,
             500..=649 => write(&db, &shared, &mut random, commit, true).await,
@@ -147,6 +147,7 @@ pub(crate) async fn client(
                     None => Ok(Next::Continue),
                 }
             }
+            995..=997 => db.compact().await.map(|()| Next::Continue),
             _ => db.flush().await.map(|()| Next::Continue),
         };
         match result {
@@ -380,8 +381,9 @@ fn record(shared: &Shared, observation: Observation) -> Next {
     Next::Continue
 }
 
-/// Takes a snapshot, reads it, lets other work (a flush, maybe) happen, and reads it again:
-/// both reads must be equal, whatever was committed or flushed meanwhile.
+/// Takes a snapshot, reads it, lets other work (a flush, maybe a compaction and a GC sweep)
+/// happen, and reads it again: both reads must be equal, whatever was committed, flushed,
+/// compacted or deleted meanwhile.
 async fn stable_snapshot(
     db: &Db,
     shared: &Shared,
@@ -392,8 +394,14 @@ async fn stable_snapshot(
     let Some(first) = rows(&snapshot.scan().collect().await?, "snapshot scan", shared) else {
         return Ok(Next::Stop);
     };
-    if random.u8(0..5) == 0 {
+    let pause = random.u8(0..5);
+    if pause == 0 {
         db.flush().await?;
+    } else if pause == 1 {
+        // Compaction replaces the files the snapshot reads; the sweeper must leave them.
+        db.flush().await?;
+        db.compact().await?;
+        db.gc().await?;
     } else {
         runtime
             .sleep(Duration::from_millis(random.u64(1..200)))
