@@ -246,8 +246,10 @@ impl Db {
         Ok(())
     }
 
-    /// Runs compaction until nothing is due, and returns once every job's result is published
-    /// (or with the error of a job that failed). Reads and writes go on meanwhile.
+    /// Runs compaction until nothing is due — and, beyond what the automatic compactor does,
+    /// until level 0 is merged down (leveled) or into one run (tiered) — and returns once every
+    /// job's result is published, or with the error of a job that failed. Reads and writes go
+    /// on meanwhile. See `docs/compaction.md`.
     pub async fn compact(&self) -> Result<(), Error> {
         let inner = &self.inner;
         inner.check_open()?;

@@ -150,6 +150,7 @@ impl Scan {
             )
             .await?;
         Ok(Cursor {
+            _snapshot: snapshot,
             coalescer: BatchCoalescer::new(Arc::clone(&plan.output_schema), target_rows),
             merge,
             plan,
@@ -243,6 +244,9 @@ fn column_index(schema: &Schema, name: &str) -> Result<usize, Error> {
 
 /// A running scan: the merge of its sources, and the rows waiting to fill a batch.
 struct Cursor {
+    /// The snapshot the scan reads: holding it keeps its SST files from the GC sweeper until
+    /// the scan is dropped (the merge's sources hold the files' contents, not the pins).
+    _snapshot: Snapshot,
     merge: Merge,
     plan: Plan,
     coalescer: BatchCoalescer,

@@ -33,15 +33,15 @@ fn manual(storage: &Arc<MemoryStorage>) -> DbBuilder {
         })
 }
 
-/// Ten rounds over keys 0..100: round r upserts the keys `k % 10 == r` with version r and every
-/// fifth key of the round before it is deleted; a flush after every round. Returns the commit
-/// timestamps.
+/// Ten rounds over keys 0..100: round r upserts the keys `k % 10 == r` with version r and
+/// deletes the keys `k % 5 == (r + 1) % 5` (some written before, some never); a flush after
+/// every round. The last rounds' keys survive. Returns the commit timestamps.
 async fn ten_rounds(db: &Db) -> Result<Vec<Timestamp>, damselfly::Error> {
     let mut timestamps = Vec::new();
     for round in 0..10u64 {
         let ids: Vec<u64> = (0..100).filter(|id| id % 10 == round).collect();
         timestamps.push(db.ingest(events(&ids, round as i64)).await?);
-        let doomed: Vec<u64> = (0..100).filter(|id| id % 5 == round % 5).collect();
+        let doomed: Vec<u64> = (0..100).filter(|id| id % 5 == (round + 1) % 5).collect();
         let tombstones = vec![true; doomed.len()];
         timestamps.push(
             db.ingest_with_tombstones(events(&doomed, 99), tombstones)
@@ -118,6 +118,7 @@ runtime_test!(
         db.compact().await?;
         let metrics = db.metrics();
         let live = newest[0].len() as u64;
+        assert!(live > 0 && metrics.compaction_rows_read > 2 * live, "{metrics:?}");
         assert_eq!(metrics.level0_sst_count, 0);
         assert_eq!(
             metrics.compaction_rows_written, live,
@@ -290,5 +291,57 @@ runtime_test!(
             .await;
         assert_error(refused, damselfly::ErrorKind::InvalidInput, "max_input_files");
         Ok(())
+    }
+);
+
+runtime_test!(
+    async fn overwrites_across_many_flushes_and_compactions_read_once_per_key(runtime) {
+        let db = events_builder()
+            .in_memory()
+            .memtable_bytes(64 << 10)
+            .retain_versions(1)
+            .open(runtime)
+            .await?;
+        let mut random = fastrand::Rng::with_seed(sim_seed());
+        let mut next = 0u64;
+        for _ in 0..60 {
+            let mut ids: Vec<u64> = (next..next + 400).collect();
+            next += 400;
+            ids.extend((0..100).map(|_| random.u64(0..next)));
+            db.ingest(events(&ids, 0)).await?;
+        }
+        db.flush().await?;
+        for round in 0..2 {
+            let ids = u64_column(&db.scan().collect().await?, "id");
+            assert_eq!(ids, (0..next).collect::<Vec<_>>(), "round {round}: one row per key, in order");
+            db.compact().await?;
+        }
+        db.close().await
+    }
+);
+
+runtime_test!(
+    async fn a_running_scan_keeps_its_files_through_compaction_and_gc(runtime) {
+        let storage = Arc::new(MemoryStorage::new());
+        let db = manual(&storage).open(runtime).await?;
+        ten_rounds(&db).await?;
+        let expected = ids_and_scores(&db).await?;
+        let mut stream = db.scan().batch_rows(7).stream().await?;
+        let first = futures_lite::StreamExt::next(&mut stream).await.expect("a first batch")?;
+        db.compact().await?;
+        let report = db.gc().await?;
+        assert!(report.deleted.is_empty(), "the scan holds the replaced files: {report:?}");
+        let mut batches = vec![first];
+        while let Some(batch) = futures_lite::StreamExt::next(&mut stream).await {
+            batches.push(batch?);
+        }
+        let seen: Vec<(u64, i64)> = u64_column(&batches, "id")
+            .into_iter()
+            .zip(i64_column(&batches, "score"))
+            .collect();
+        assert_eq!(seen, expected);
+        drop(stream);
+        assert!(!db.gc().await?.deleted.is_empty(), "once the scan is gone, the files go");
+        db.close().await
     }
 );

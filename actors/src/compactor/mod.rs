@@ -1,7 +1,7 @@
 //! The compactor actor: keeps read cost and space bounded by merging SSTs.
 //!
-//! Deciding is apart from doing. On every new version (and on a manual [`Compact`]), the
-//! compactor asks the [planner](plan) — a pure function of the version — for a job, reserves
+//! Deciding is apart from doing. On every new version, on a manual [`Compact`] and every
+//! [`PLAN_INTERVAL`], the compactor asks the [planner](plan) — a pure function of the version — for a job, reserves
 //! output ids from the publisher, fixes the horizon (the oldest commit time travel may still
 //! read, from the retention), and hands the [`CompactionJob`] to the [`CompactionExecutor`] on a
 //! task of its own, up to `concurrent_jobs` at once. A job that only moves a file to a deeper
@@ -46,6 +46,10 @@ use crate::metrics::EngineMetrics;
 use crate::probe::{self, Probe};
 use crate::sst::{BlockCache, SstError, SstReader};
 use crate::table::TableSchema;
+
+/// How often the compactor plans even when no version changed (a safety net: every change of
+/// the version wakes it anyway).
+pub const PLAN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The first wait before a failed job is planned again; it doubles with every failure.
 pub const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -137,11 +141,14 @@ pub struct Compactor {
     failure: Option<Arc<CompactionError>>,
     retry_at: Option<Instant>,
     retry_delay: Duration,
+    /// When to plan again even if no version changed.
+    tick_at: Instant,
 }
 
 impl Compactor {
     /// A compactor working in `context`.
     pub fn new(context: CompactorContext) -> Self {
+        let tick_at = context.runtime.now() + PLAN_INTERVAL;
         Self {
             context,
             running: Vec::new(),
@@ -149,6 +156,7 @@ impl Compactor {
             failure: None,
             retry_at: None,
             retry_delay: RETRY_DELAY,
+            tick_at,
         }
     }
 
@@ -194,7 +202,12 @@ impl Compactor {
             .iter()
             .flat_map(|job| job.inputs.iter().map(|sst| sst.id))
             .collect();
-        plan::plan(&view.version.version, &self.context.options, &busy)
+        // A manual compaction goes on past "due" until level 0 holds nothing it need not.
+        let plan = match self.waiters.is_empty() {
+            true => plan::plan,
+            false => plan::plan_manual,
+        };
+        plan(&view.version.version, &self.context.options, &busy)
     }
 
     /// Publishes a job that only moves one file to a deeper level; `false` if the publisher
@@ -433,15 +446,21 @@ impl crate::kernel::Actor for Compactor {
     }
 
     fn next_tick(&self) -> Option<Instant> {
-        self.retry_at
+        Some(
+            self.retry_at
+                .map_or(self.tick_at, |at| at.min(self.tick_at)),
+        )
     }
 
+    /// Plans again after a back-off, and every [`PLAN_INTERVAL`] whatever happened.
     async fn on_tick(&mut self, now: Instant) -> Result<(), CompactionError> {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
-            self.start_jobs().await?;
         }
-        Ok(())
+        if self.tick_at <= now {
+            self.tick_at = now + PLAN_INTERVAL;
+        }
+        self.start_jobs().await
     }
 
     /// Running jobs finish (and publish) before the compactor stops.

@@ -245,6 +245,30 @@ impl Window {
     }
 }
 
+/// The next job of a manual compaction (`Db::compact`): what [`plan`] gives, and once nothing
+/// is due, whatever still leaves level 0 holding more than it must — leveled: the oldest
+/// level-0 SSTs into level 1, until level 0 is empty; tiered: the widest window of runs that
+/// fits the limits, until one run is left. So a manual compaction ends with every overwritten
+/// or deleted version that no read needs gone from level 0, where only reaching the trigger
+/// would otherwise take it.
+pub fn plan_manual(
+    version: &Version,
+    options: &CompactionOptions,
+    busy: &BTreeSet<u64>,
+) -> Option<PlannedJob> {
+    plan(version, options, busy).or_else(|| {
+        let planner = Planner {
+            version,
+            options,
+            busy,
+        };
+        match &options.strategy {
+            CompactionStrategy::Leveled(_) => planner.level0_job(),
+            CompactionStrategy::Tiered(_) => planner.widest_window(),
+        }
+    })
+}
+
 /// The arguments of one [`plan`] call, shared by both strategies.
 #[derive(Debug)]
 struct Planner<'a> {
@@ -436,6 +460,17 @@ impl<'a> Planner<'a> {
             self.unblocked_windows(2, 2)
                 .min_by(|window, other| window.cmp_bounding(*other))
         })
+    }
+
+    /// The widest unblocked window of two or more runs within the limits (ties: the oldest),
+    /// as one job; `None` with fewer than two runs.
+    fn widest_window(&self) -> Option<PlannedJob> {
+        let runs = self.level(0);
+        let window = self
+            .unblocked_windows(2, runs.len())
+            .filter(|window| self.window_within_limits(*window))
+            .max_by_key(|window| (window.width, window.start))?;
+        Some(self.job(runs[window.start..window.end()].iter().collect(), 0))
     }
 
     fn window_within_limits(&self, window: Window) -> bool {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::{
     CompactionOptions, CompactionStrategy, LeveledOptions, PlannedJob, TieredOptions,
-    nothing_older_outside, plan,
+    nothing_older_outside, plan, plan_manual,
 };
 use crate::manifest::{SST_IDS_PER_EPOCH, SstDescriptor, Version};
 use crate::table::KeyBytes;
@@ -131,6 +131,44 @@ fn nothing_due_plans_nothing() {
     assert_eq!(
         plan(&runs(&[100, 100, 100]), &tiered(4, 8, 200), &idle()),
         None
+    );
+}
+
+#[test]
+fn a_manual_compaction_empties_level0_or_merges_the_runs_once_nothing_is_due() {
+    let below = version(vec![
+        sst(1, 0, (0, 9), 100, (10, 10)),
+        sst(2, 0, (0, 9), 100, (11, 11)),
+        sst(4, 1, (0, 9), 400, (1, 1)),
+        sst(5, 1, (20, 29), 400, (2, 2)),
+    ]);
+    let options = leveled(4, 1000);
+    assert_eq!(plan(&below, &options, &idle()), None);
+    let job = plan_manual(&below, &options, &idle()).expect("level 0 is not empty");
+    assert_eq!(
+        numbers(&job),
+        [2, 1, 4],
+        "every level-0 SST and what it overlaps"
+    );
+    assert_eq!(job.target_level, 1);
+    assert_eq!(plan_manual(&below, &options, &busy(&[1])), None, "blocked");
+    let settled = version(vec![sst(4, 1, (0, 9), 999, (1, 1))]);
+    assert_eq!(
+        plan_manual(&settled, &options, &idle()),
+        None,
+        "nothing left to do"
+    );
+
+    let similar_enough = runs(&[100, 100, 100]);
+    let options = tiered(4, 8, 200);
+    assert_eq!(plan(&similar_enough, &options, &idle()), None);
+    let job = plan_manual(&similar_enough, &options, &idle()).expect("three runs");
+    assert_eq!(job.inputs.len(), 3, "all the runs, into one");
+    assert_eq!(job.target_level, 0);
+    assert_eq!(
+        plan_manual(&runs(&[100]), &options, &idle()),
+        None,
+        "one run is left alone"
     );
 }
 

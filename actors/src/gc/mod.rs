@@ -104,8 +104,11 @@ impl GcSweeper {
     /// published or reported by whoever wrote them; files of a newer epoch belong to a writer
     /// that fenced this one.)
     async fn scan_orphans(&mut self) -> Result<(), GcError> {
-        let files = self.storage.list(SST_DIR).await?;
+        // The version first: a file retired after it is still named there (and its pin comes
+        // with the retirement); one retired before it is an orphan here until its retirement,
+        // queued behind this scan, adds its pin.
         let (view, _) = self.visibility.snapshot();
+        let files = self.storage.list(SST_DIR).await?;
         let version = &view.version.version;
         let own_ids_start = sst_id_range(version.epoch).map_or(u64::MAX, |range| range.start);
         let now = self.runtime.now();
@@ -198,11 +201,15 @@ impl Actor for GcSweeper {
             GcMessage::Retired { ssts } => {
                 let now = self.runtime.now();
                 for sst in ssts {
-                    self.candidates.entry(sst.id).or_insert(Candidate {
+                    let candidate = self.candidates.entry(sst.id).or_insert(Candidate {
                         since: now,
-                        pin: sst.pin,
+                        pin: None,
                         may_be_missing: sst.may_be_missing,
                     });
+                    // Found as an orphan first, then retired: the pin must count.
+                    if sst.pin.is_some() {
+                        candidate.pin = sst.pin;
+                    }
                 }
             }
             GcMessage::Sweep { dry_run, reply } => {
