@@ -13,6 +13,7 @@
 // A benchmark measures wall time and manages its own files and threads.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod compaction;
 mod data;
 mod reads;
 mod writes;
@@ -66,7 +67,7 @@ impl Report {
 }
 
 /// Workloads and the runtimes they run on ("-": no engine involved).
-const WORKLOADS: [(&str, &[&str]); 8] = [
+const WORKLOADS: [(&str, &[&str]); 10] = [
     ("fsync-baseline", &["-"]),
     ("ingest", &["tokio", "smol"]),
     ("ingest-4", &["tokio", "smol"]),
@@ -75,6 +76,8 @@ const WORKLOADS: [(&str, &[&str]); 8] = [
     ("arrow-write", &["-"]),
     ("reads", &["tokio", "smol"]),
     ("ingest-10m", &["tokio", "smol"]),
+    ("compaction-off", &["tokio", "smol"]),
+    ("compaction", &["tokio", "smol"]),
 ];
 
 fn main() {
@@ -166,6 +169,8 @@ fn engine(
         match workload.as_str() {
             "reads" => reads::reads(runtime, &folder).await,
             "ingest-10m" => writes::ingest_10m(runtime, &folder).await,
+            "compaction-off" => compaction::compaction_off(runtime, &folder).await,
+            "compaction" => compaction::compaction_on(runtime, &folder).await,
             _ => writes::engine_workload(&workload, runtime, &folder).await,
         }
     }

@@ -41,20 +41,20 @@ pub async fn reads(runtime: Arc<dyn Runtime>, folder: &Path) -> Vec<Report> {
     let sst_bytes = db.metrics().sst_bytes;
 
     let mut reports = vec![
-        Report::new("scan", best_rate(|| scan(&db, None)).await, "rows/s"),
+        Report::new("scan", best_rate(ROWS, || scan(&db, None)).await, "rows/s"),
         Report::new(
             "scan arrow-rs",
-            best_rate(|| async { arrow_rs(&files, None) }).await,
+            best_rate(ROWS, || async { arrow_rs(&files, None) }).await,
             "rows/s",
         ),
         Report::new(
             "scan 1 col",
-            best_rate(|| scan(&db, Some("value"))).await,
+            best_rate(ROWS, || scan(&db, Some("value"))).await,
             "rows/s",
         ),
         Report::new(
             "scan 1 col arrow-rs",
-            best_rate(|| async { arrow_rs(&files, Some(1)) }).await,
+            best_rate(ROWS, || async { arrow_rs(&files, Some(1)) }).await,
             "rows/s",
         ),
     ];
@@ -74,7 +74,7 @@ pub async fn reads(runtime: Arc<dyn Runtime>, folder: &Path) -> Vec<Report> {
 }
 
 /// The published SSTs, as files on disk.
-fn sst_files(root: &Path) -> Vec<PathBuf> {
+pub fn sst_files(root: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("sst"))
         .expect("the SST folder")
         .map(|entry| entry.expect("an entry").path())
@@ -83,19 +83,22 @@ fn sst_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The best rows/s of `RUNS` runs of `read`, which returns the rows it read.
-async fn best_rate<F: std::future::Future<Output = usize>>(mut read: impl FnMut() -> F) -> f64 {
+/// The best rows/s of `RUNS` runs of `read`, which returns the rows it read (`rows` each time).
+pub async fn best_rate<F: std::future::Future<Output = usize>>(
+    rows: u64,
+    mut read: impl FnMut() -> F,
+) -> f64 {
     let mut best = Duration::MAX;
     for _ in 0..RUNS {
         let started = Instant::now();
-        let rows = read().await;
-        assert_eq!(rows as u64, ROWS, "every row is read once");
+        let read_rows = read().await;
+        assert_eq!(read_rows as u64, rows, "every row is read once");
         best = best.min(started.elapsed());
     }
-    ROWS as f64 / best.as_secs_f64()
+    rows as f64 / best.as_secs_f64()
 }
 
-async fn scan(db: &Db, column: Option<&str>) -> usize {
+pub async fn scan(db: &Db, column: Option<&str>) -> usize {
     let mut scan = db.scan().batch_rows(BATCH_ROWS);
     if let Some(column) = column {
         scan = scan.projection(&[column]);
@@ -132,7 +135,7 @@ async fn range_scans(db: &Db) -> Report {
 }
 
 /// arrow-rs reading the user columns (or one of them) of every SST file.
-fn arrow_rs(files: &[PathBuf], column: Option<usize>) -> usize {
+pub fn arrow_rs(files: &[PathBuf], column: Option<usize>) -> usize {
     let mut rows = 0;
     for path in files {
         let file = std::fs::File::open(path).expect("an SST file");
