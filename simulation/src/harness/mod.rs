@@ -209,6 +209,10 @@ struct DbConfig {
     /// Level-0 slowdown and stop thresholds: the defaults, or a handful of files for a quarter
     /// of the seeds, so that writes slow down and flushes wait for compaction.
     level0_write_thresholds: (usize, usize),
+    /// Every version (time travel reaches back to the first commit), or for a third of the
+    /// seeds only the newest 1 to 63: compaction then drops versions, and reads at the
+    /// timestamps still allowed must not notice.
+    retain_versions: Option<u64>,
 }
 
 impl DbConfig {
@@ -261,12 +265,18 @@ impl DbConfig {
             compaction,
             gc_grace_period: Duration::from_secs(random.u64(0..20)),
             level0_write_thresholds,
+            retain_versions: (random.u8(0..3) == 0).then(|| random.u64(1..64)),
         }
     }
 
     fn builder(&self) -> DbBuilder {
-        DbBuilder::from_schema_key_name(workload::schema(), "id")
-            .expect("the harness's schema has its key column")
+        let builder = DbBuilder::from_schema_key_name(workload::schema(), "id")
+            .expect("the harness's schema has its key column");
+        let builder = match self.retain_versions {
+            Some(versions) => builder.retain_versions(versions),
+            None => builder,
+        };
+        builder
             .sst_compression(self.compression)
             .memtable_bytes(self.memtable_bytes)
             .wal_sync_policy(self.policy)
@@ -295,13 +305,14 @@ impl Run {
             random,
             story: vec![format!(
                 "WAL sync policy {:?}, SSTs {:?}, memtables of {} KiB, {:?}, GC grace {:?}, \
-                 level-0 thresholds {:?}",
+                 level-0 thresholds {:?}, versions retained {:?}",
                 config.policy,
                 config.compression,
                 config.memtable_bytes >> 10,
                 config.compaction,
                 config.gc_grace_period,
                 config.level0_write_thresholds,
+                config.retain_versions,
             )],
             reads_checked: 0,
             shared,
