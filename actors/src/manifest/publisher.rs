@@ -1,13 +1,17 @@
 //! The manifest publisher actor: owns the current version, publishes the next ones.
 //!
 //! It hands out SST ids (from its epoch's range, never twice), and publishes each flushed SST as
-//! a new version — SST added, WAL floor raised, time mark recorded — with put-if-absent. Once a
-//! version is published it becomes part of the read view, with the SST readers it needs, and
-//! older records are pruned.
+//! a new version — SST added, WAL floor raised, time mark recorded — with put-if-absent, and
+//! each compaction's result as one — inputs replaced by outputs, history floor raised. Once a
+//! version is published it becomes part of the read view, with the SST readers it needs, the
+//! compactor hears of it, the SSTs it no longer names go to the GC sweeper (each pinned by a
+//! weak reference to its reader), and older records are pruned.
 //!
 //! Promises:
 //! - a version is installed in the read view only after its record is durably published, and
-//!   names only SSTs the flusher wrote durably before asking (invariant 6);
+//!   names only SSTs the flusher or a compaction wrote durably before asking (invariant 6);
+//! - a compaction's result is published only if every input is still live, in one version;
+//!   otherwise nothing is published and the compactor is told why;
 //! - if another writer has claimed the database (a newer epoch), this actor fails with
 //!   [`ManifestError::Fenced`]: the database stops and writes nothing more;
 //! - a record this writer published but lost sight of (an ambiguous storage answer, then a
