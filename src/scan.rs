@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use arrow_select::coalesce::BatchCoalescer;
-use futures_lite::Stream;
+use futures_lite::{Stream, StreamExt as _};
 
 use crate::db::Db;
 use crate::error::Error;
@@ -120,7 +120,8 @@ impl Scan {
             }
         });
         Ok(ScanStream {
-            inner: Box::pin(stream),
+            // Fused: polled again after its end, it ends again instead of panicking.
+            inner: Box::pin(stream.fuse()),
         })
     }
 
@@ -161,7 +162,7 @@ impl Scan {
 }
 
 /// The batches of a running scan. `Send`, `'static` and `Unpin`: hold it across awaits, move it
-/// between tasks.
+/// between tasks. Once it has ended it keeps returning `None`.
 pub struct ScanStream {
     inner: Pin<Box<dyn Stream<Item = Result<RecordBatch, Error>> + Send>>,
 }

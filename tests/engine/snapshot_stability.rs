@@ -44,6 +44,8 @@ runtime_test!(
             seen.extend(u64_column(&[batch], "id"));
         }
         assert_eq!(seen, ids);
+        // An ended stream stays ended.
+        assert!(futures_lite::StreamExt::next(&mut stream).await.is_none());
         Ok(())
     }
 );

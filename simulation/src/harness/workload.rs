@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures_lite::StreamExt as _;
+
 use damselfly::arrow_array::cast::AsArray;
 use damselfly::arrow_array::types::UInt64Type;
 use damselfly::arrow_array::{RecordBatch, UInt64Array};
@@ -381,9 +383,10 @@ fn record(shared: &Shared, observation: Observation) -> Next {
     Next::Continue
 }
 
-/// Takes a snapshot, reads it, lets other work (a flush, maybe a compaction and a GC sweep)
-/// happen, and reads it again: both reads must be equal, whatever was committed, flushed,
-/// compacted or deleted meanwhile.
+/// Takes a snapshot, reads it, lets other work (a flush, or a sleep) happen, and reads it
+/// again — or streams it again across a flush, a compaction and a GC sweep, with only the
+/// stream holding it: both reads must be equal, whatever was committed, flushed, compacted or
+/// deleted meanwhile.
 async fn stable_snapshot(
     db: &Db,
     shared: &Shared,
@@ -394,36 +397,49 @@ async fn stable_snapshot(
     let Some(first) = rows(&snapshot.scan().collect().await?, "snapshot scan", shared) else {
         return Ok(Next::Stop);
     };
-    let pause = random.u8(0..5);
-    if pause == 0 {
-        db.flush().await?;
-    } else if pause == 1 {
-        // Compaction replaces the files the snapshot reads; the sweeper must leave them.
+    let timestamp = snapshot.timestamp();
+    let batches = if random.u8(0..5) == 0 {
+        // A scan in flight, with nothing else holding its snapshot, while compaction replaces
+        // the files it reads and the sweeper runs: the scan must keep them.
+        let mut stream = snapshot
+            .scan()
+            .batch_rows(random.usize(1..64))
+            .stream()
+            .await?;
+        drop(snapshot);
+        let mut batches = Vec::new();
+        if let Some(batch) = stream.next().await {
+            batches.push(batch?);
+        }
         db.flush().await?;
         db.compact().await?;
         db.gc().await?;
+        while let Some(batch) = stream.next().await {
+            batches.push(batch?);
+        }
+        batches
     } else {
-        runtime
-            .sleep(Duration::from_millis(random.u64(1..200)))
-            .await;
-    }
-    let Some(second) = rows(
-        &snapshot.scan().collect().await?,
-        "snapshot scan again",
-        shared,
-    ) else {
+        if random.u8(0..4) == 0 {
+            db.flush().await?;
+        } else {
+            runtime
+                .sleep(Duration::from_millis(random.u64(1..200)))
+                .await;
+        }
+        snapshot.scan().collect().await?
+    };
+    let Some(second) = rows(&batches, "snapshot scan again", shared) else {
         return Ok(Next::Stop);
     };
     if first != second && !shared.crashed.load(Ordering::SeqCst) {
         shared.fail(format!(
-            "snapshot at ts {} changed: {} rows, then {} rows",
-            snapshot.timestamp(),
+            "snapshot at ts {timestamp} changed: {} rows, then {} rows",
             first.len(),
             second.len()
         ));
         return Ok(Next::Stop);
     }
-    let ts = snapshot.timestamp().get();
+    let ts = timestamp.get();
     let observation = observation("snapshot scan".to_owned(), ts, |_| true, second);
     Ok(record(shared, observation))
 }
