@@ -184,8 +184,8 @@ impl Compactor {
             let outcome = match self.failure.take() {
                 Some(failure) => Err(failure),
                 None if self.plan().is_none() => Ok(()),
-                // Due work that could not start: the database is closing (the waiters learn
-                // it when their reply slot is dropped).
+                // Due work that did not start: the database is closing (the waiters learn it
+                // when their reply slot is dropped).
                 None => return Ok(()),
             };
             for waiter in self.waiters.drain(..) {
@@ -240,6 +240,15 @@ impl Compactor {
             }
             Err(error) => {
                 tracing::warn!(%error, sst = input.id, "moving an SST was refused");
+                // A bug; the waiters hear of it instead of waiting for a move that cannot come.
+                if !self.waiters.is_empty() {
+                    self.failure.get_or_insert_with(|| {
+                        Arc::new(CompactionError::Internal(format!(
+                            "moving SST {} was refused: {error}",
+                            input.id
+                        )))
+                    });
+                }
                 Ok(false)
             }
         }
