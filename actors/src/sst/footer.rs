@@ -12,7 +12,7 @@
 //! `i * block_rows ..` of the file, counted per row group: a block never straddles a row group
 //! (row groups hold a multiple of `block_rows` rows, except the last). The stripe checksums
 //! cover every byte of the file before Parquet's metadata ([`Stripes`], see
-//! [`checksum`](super::checksum)). Parsing checks every field against the others and against the
+//! the `checksum` module). Parsing checks every field against the others and against the
 //! file's row count; a footer that does not add up is rejected, never guessed around.
 
 use serde::{Deserialize, Serialize};

@@ -19,7 +19,7 @@
 //!   footer parses and agrees with the Parquet metadata; anything else is
 //!   [`SstError::Corrupt`], never a panic;
 //! - every byte read from storage is checked against its checksum before it is used
-//!   ([`checksum`]): damage anywhere in the file is [`SstError::ChecksumMismatch`] (or
+//!   (the `checksum` module): damage anywhere in the file is [`SstError::ChecksumMismatch`] (or
 //!   [`SstError::Corrupt`]), never wrong rows;
 //! - reads return, for each key, the newest version with a commit timestamp `<=` the read
 //!   timestamp, deletes included (a merge above needs to see them). Only key ranges and
