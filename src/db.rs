@@ -19,7 +19,7 @@ use damselfly_actors::memtable::{
 use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::probe::{self, Probe};
 use damselfly_actors::table::TableSchema;
-use damselfly_runtimes::{JoinHandle, Runtime, Storage};
+use damselfly_runtimes::{JoinHandle, Runtime, RuntimeExt, Storage};
 use futures_lite::FutureExt;
 
 use crate::builder::Options;
@@ -91,11 +91,7 @@ impl DbInner {
     /// The oldest commit timestamp time travel can read under the retention, counting back from
     /// `newest`, the newest visible commit (which may still be in a memtable).
     pub(crate) fn oldest_version(&self, view: &ReadView, newest: Timestamp) -> u64 {
-        let now_ms = self
-            .runtime
-            .wall_clock()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64);
+        let now_ms = self.runtime.wall_clock_ms();
         let version = &view.version.version;
         self.options
             .retention
@@ -171,7 +167,7 @@ impl Db {
         }
         let level0_files = {
             let (view, _) = inner.visibility.snapshot();
-            view.version.version.levels.first().map_or(0, Vec::len)
+            view.version.version.level(0).len()
         };
         let Some(excess) = (level0_files + 1).checked_sub(inner.options.level0_slowdown_files)
         else {

@@ -124,12 +124,7 @@ impl Metrics {
             memtable_queue_depth: db.memtable.queued() as u64,
             replayed_commits: counters.replayed_commits.get(),
             replayed_rows: counters.replayed_rows.get(),
-            level0_sst_count: view
-                .version
-                .version
-                .levels
-                .first()
-                .map_or(0, |level| level.len()) as u64,
+            level0_sst_count: view.version.version.level(0).len() as u64,
             level_sst_counts: view
                 .version
                 .version

@@ -253,6 +253,15 @@ pub trait RuntimeExt: Runtime {
             result: Box::pin(receiver),
         })
     }
+
+    /// The wall clock in milliseconds since the Unix epoch (0 for a clock before it).
+    fn wall_clock_ms(&self) -> u64 {
+        self.wall_clock()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
 }
 
 impl<R: Runtime + ?Sized> RuntimeExt for R {}

@@ -22,6 +22,8 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::UInt64Type;
 use arrow_select::interleave::interleave_record_batch;
 
 use super::CompactionError;
@@ -327,8 +329,6 @@ impl Merger {
 }
 
 fn commit_timestamps(batch: &RecordBatch) -> &[u64] {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::UInt64Type;
     batch
         .column(batch.num_columns() - 2)
         .as_primitive::<UInt64Type>()
@@ -336,7 +336,6 @@ fn commit_timestamps(batch: &RecordBatch) -> &[u64] {
 }
 
 fn is_delete(batch: &RecordBatch, row: usize) -> bool {
-    use arrow_array::cast::AsArray;
     batch
         .column(batch.num_columns() - 1)
         .as_boolean()

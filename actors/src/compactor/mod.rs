@@ -30,7 +30,7 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use damselfly_runtimes::{Instant, Runtime, RuntimeExt, Storage, StorageError, TaskError};
 
@@ -200,7 +200,7 @@ impl Compactor {
         let busy: BTreeSet<u64> = self
             .running
             .iter()
-            .flat_map(|job| job.inputs.iter().map(|sst| sst.id))
+            .flat_map(CompactionJob::input_ids)
             .collect();
         // A manual compaction goes on past "due" until level 0 holds nothing it need not.
         let plan = match self.waiters.is_empty() {
@@ -261,7 +261,7 @@ impl Compactor {
         let horizon = view
             .version
             .version
-            .oldest_timestamp(&context.retention, wall_clock_ms(&*context.runtime));
+            .oldest_timestamp(&context.retention, context.runtime.wall_clock_ms());
         let input_bytes = planned.inputs.iter().map(|sst| sst.bytes).sum();
         // A level-0 file is one sorted run (tiered merges write there): one output, whatever
         // its size, or the merge would add runs instead of removing them.
@@ -421,13 +421,6 @@ impl Compactor {
         // The sweeper may have stopped (closing); the next open finds these as orphans.
         let _ = self.context.gc.notify(GcMessage::Retired { ssts });
     }
-}
-
-fn wall_clock_ms(runtime: &dyn Runtime) -> u64 {
-    runtime
-        .wall_clock()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
 }
 
 impl crate::kernel::Actor for Compactor {

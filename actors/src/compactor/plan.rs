@@ -280,10 +280,7 @@ struct Planner<'a> {
 impl<'a> Planner<'a> {
     /// The SSTs of `level`; none past the version's deepest level.
     fn level(&self, level: u32) -> &'a [SstDescriptor] {
-        usize::try_from(level)
-            .ok()
-            .and_then(|level| self.version.levels.get(level))
-            .map_or(&[], Vec::as_slice)
+        self.version.level(level)
     }
 
     fn within_limits(&self, inputs: &[&SstDescriptor]) -> bool {

@@ -188,7 +188,7 @@ impl Flusher {
         };
         let level0_files = || {
             let (view, _) = stop.visibility.snapshot();
-            view.version.version.levels.first().map_or(0, Vec::len)
+            view.version.version.level(0).len()
         };
         if level0_files() < stop.files {
             return;

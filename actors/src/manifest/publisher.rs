@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use damselfly_runtimes::{Runtime, StorageErrorKind};
+use damselfly_runtimes::{Runtime, RuntimeExt, StorageErrorKind};
 
 use super::{
     ManifestError, ManifestStore, Published, Retention, SstDescriptor, Version, VersionError,
@@ -251,7 +251,7 @@ impl Publisher {
     ) -> Result<Version, ManifestError> {
         let mut base = self.current.version.clone();
         loop {
-            let next = change(&base)?.with_time_mark(self.wall_clock_ms(), &self.retention);
+            let next = change(&base)?.with_time_mark(self.clock.wall_clock_ms(), &self.retention);
             match self.publish(&next).await? {
                 Published::Created => return Ok(next),
                 // Only this writer publishes in its epoch: a newer record of the same epoch is
@@ -314,13 +314,6 @@ impl Publisher {
             tracing::warn!(%error, "could not prune old manifest records; will retry");
             probe::hit(&*self.clock, Probe::ManifestPruneFailed);
         }
-    }
-
-    fn wall_clock_ms(&self) -> u64 {
-        self.clock
-            .wall_clock()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64)
     }
 }
 

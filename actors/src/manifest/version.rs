@@ -299,6 +299,14 @@ impl Version {
         })
     }
 
+    /// The SSTs of `level` (none past the deepest level).
+    pub fn level(&self, level: u32) -> &[SstDescriptor] {
+        usize::try_from(level)
+            .ok()
+            .and_then(|level| self.levels.get(level))
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Every SST, level by level.
     pub fn ssts(&self) -> impl Iterator<Item = &SstDescriptor> {
         self.levels.iter().flatten()

@@ -200,11 +200,6 @@ impl SstWriter {
         self.last = Some((last_key.clone(), last_ts));
     }
 
-    /// Rows written so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
     /// About how large the file would be if finished now: the bytes encoded so far plus those
     /// still buffered (uncompressed), so an estimate from above.
     pub fn estimated_bytes(&self) -> u64 {
