@@ -210,24 +210,24 @@ impl Compactor {
         plan(&view.version.version, &self.context.options, &busy)
     }
 
-    /// Publishes a job that only moves one file to a deeper level; `false` if the publisher
+    /// Publishes a job that only moves files to a deeper level; `false` if the publisher
     /// refused it.
     async fn publish_move(&mut self, planned: PlannedJob) -> Result<bool, CompactionError> {
-        let [input] = planned.inputs.as_slice() else {
-            return Err(CompactionError::Internal(
-                "a move has exactly one input".to_owned(),
-            ));
-        };
-        let moved = SstDescriptor {
-            level: planned.target_level,
-            ..input.clone()
-        };
+        let removed: Vec<u64> = planned.input_ids().collect();
+        let moved: Vec<SstDescriptor> = planned
+            .inputs
+            .iter()
+            .map(|input| SstDescriptor {
+                level: planned.target_level,
+                ..input.clone()
+            })
+            .collect();
         let result = self
             .context
             .publisher
             .ask(|reply| PublisherMessage::ReplaceSsts {
-                removed: vec![input.id],
-                added: vec![moved],
+                removed: removed.clone(),
+                added: moved,
                 readers: BTreeMap::new(),
                 history_floor: 0,
                 reply,
@@ -235,17 +235,19 @@ impl Compactor {
             .await?;
         match result {
             Ok(()) => {
-                self.context.metrics.compaction_moves.add(1);
+                self.context
+                    .metrics
+                    .compaction_moves
+                    .add(removed.len() as u64);
                 Ok(true)
             }
             Err(error) => {
-                tracing::warn!(%error, sst = input.id, "moving an SST was refused");
+                tracing::warn!(%error, ssts = ?removed, "moving SSTs was refused");
                 // A bug; the waiters hear of it instead of waiting for a move that cannot come.
                 if !self.waiters.is_empty() {
                     self.failure.get_or_insert_with(|| {
                         Arc::new(CompactionError::Internal(format!(
-                            "moving SST {} was refused: {error}",
-                            input.id
+                            "moving SSTs {removed:?} was refused: {error}"
                         )))
                     });
                 }

@@ -60,16 +60,21 @@ pub struct PlannedJob {
 }
 
 impl PlannedJob {
-    /// Whether the job is a move: one input going to a deeper level, with nothing to drop, so
-    /// the publisher can re-level the file without rewriting it. (The planner always includes
-    /// every target-level SST the inputs overlap, so one input means it overlaps none.)
+    /// Whether the job is a move: inputs going to a deeper level that overlap neither each
+    /// other nor anything there, with nothing to drop, so the publisher can re-level the files
+    /// without rewriting them — level-0 files of increasing keys, typically. (The planner
+    /// always includes every target-level SST the inputs overlap, so inputs all from shallower
+    /// levels overlap none.)
     pub fn is_move(&self) -> bool {
-        match self.inputs.as_slice() {
-            [input] => {
+        let mut by_key: Vec<&SstDescriptor> = self.inputs.iter().collect();
+        by_key.sort_by(|a, b| a.min_key.cmp(&b.min_key));
+        !self.inputs.is_empty()
+            && self.inputs.iter().all(|input| {
                 input.level < self.target_level && (!self.drop_deletes || input.deletes == 0)
-            }
-            _ => false,
-        }
+            })
+            && by_key
+                .windows(2)
+                .all(|pair| pair[0].max_key < pair[1].min_key)
     }
 
     /// The ids of the inputs: what the compactor adds to the busy set while the job runs.

@@ -287,7 +287,7 @@ fn a_deeper_level_compacts_its_sst_with_the_least_overlap_below() {
 }
 
 #[test]
-fn an_sst_that_overlaps_nothing_below_moves_down() {
+fn ssts_that_overlap_nothing_below_nor_each_other_move_down() {
     let version_deeper = version(vec![
         sst(1, 1, (0, 9), 200, (5, 5)),
         sst(2, 1, (30, 39), 200, (6, 6)),
@@ -312,6 +312,40 @@ fn an_sst_that_overlaps_nothing_below_moves_down() {
     let job = plan(&lone, &leveled(1, 100), &idle()).expect("level 0 is due");
     assert_eq!((numbers(&job), job.target_level), (vec![1], 1));
     assert!(job.is_move());
+
+    // Level-0 files of increasing keys (a sequential ingest) move down together, unrewritten.
+    let sequential = version(vec![
+        sst(1, 0, (0, 9), 100, (1, 1)),
+        sst(2, 0, (10, 19), 100, (2, 2)),
+        sst(3, 0, (20, 29), 100, (3, 3)),
+        sst(4, 0, (30, 39), 100, (4, 4)),
+        sst(5, 1, (50, 59), 100, (1, 1)),
+    ]);
+    let job = plan(&sequential, &leveled(4, 1 << 20), &idle()).expect("level 0 is due");
+    assert_eq!((numbers(&job), job.target_level), (vec![4, 3, 2, 1], 1));
+    assert!(job.is_move());
+    let moved = job
+        .inputs
+        .iter()
+        .map(|input| SstDescriptor {
+            level: 1,
+            ..input.clone()
+        })
+        .collect();
+    let ids: Vec<u64> = job.input_ids().collect();
+    let after = sequential
+        .successor()
+        .with_ssts_replaced(&ids, moved)
+        .expect("a move of several files is a valid change");
+    assert_eq!(after.level(0).len(), 0);
+    assert_eq!(after.level(1).len(), 5);
+    // Once two of them overlap, it is a merge.
+    let overlapping = version(vec![
+        sst(1, 0, (0, 9), 100, (1, 1)),
+        sst(2, 0, (5, 19), 100, (2, 2)),
+    ]);
+    let job = plan(&overlapping, &leveled(2, 1 << 20), &idle()).expect("level 0 is due");
+    assert!(!job.is_move());
 }
 
 #[test]
@@ -930,8 +964,15 @@ fn check_job(
         .all(|sst| sst.min_timestamp > newest_input);
     assert_eq!(job.drop_deletes, nothing_older, "{context}: drop_deletes");
     if job.is_move() {
+        let mut by_key: Vec<&SstDescriptor> = job.inputs.iter().collect();
+        by_key.sort_by(|a, b| a.min_key.cmp(&b.min_key));
         assert!(
-            job.inputs.len() == 1 && job.inputs[0].level < job.target_level,
+            job.inputs
+                .iter()
+                .all(|input| input.level < job.target_level)
+                && by_key
+                    .windows(2)
+                    .all(|pair| pair[0].max_key < pair[1].min_key),
             "{context}: not a move"
         );
     }
@@ -977,15 +1018,21 @@ fn random_versions_give_only_safe_jobs() {
     }
 }
 
-/// The version after `job` finished, with one output SST (a move keeps its file).
+/// The version after `job` finished, with one output SST (a move keeps its files).
 fn finished(version: &Version, job: &PlannedJob) -> Result<Version, crate::manifest::VersionError> {
     let ids: Vec<u64> = job.input_ids().collect();
-    let output = if job.is_move() {
-        SstDescriptor {
-            level: job.target_level,
-            ..job.inputs[0].clone()
-        }
-    } else {
+    if job.is_move() {
+        let moved = job
+            .inputs
+            .iter()
+            .map(|input| SstDescriptor {
+                level: job.target_level,
+                ..input.clone()
+            })
+            .collect();
+        return version.successor().with_ssts_replaced(&ids, moved);
+    }
+    let output = {
         let rows = job.inputs.iter().map(|input| input.rows).sum();
         let deletes = if job.drop_deletes {
             0
