@@ -8,17 +8,18 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, RecordBatch};
 use damselfly_actors::Timestamp;
 use damselfly_actors::compactor::CompactorMessage;
 use damselfly_actors::gc::{GcMessage, GcReport};
 use damselfly_actors::kernel::{Address, Lifecycle, Unavailable};
 use damselfly_actors::memtable::{
-    MemtableMessage, PreparedWrite, ReadView, Visibility, WriteBudget,
+    CommitAnswer, ConflictCheck, MemtableMessage, PreparedWrite, ReadView, TransactionPins,
+    Visibility, WriteBudget,
 };
 use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::probe::{self, Probe};
-use damselfly_actors::table::TableSchema;
+use damselfly_actors::table::{KeyBytes, TableSchema};
 use damselfly_runtimes::{JoinHandle, Runtime, RuntimeExt, Storage};
 use futures_lite::FutureExt;
 
@@ -27,6 +28,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
 use crate::scan::Scan;
 use crate::snapshot::Snapshot;
+use crate::transaction::Transaction;
 use crate::value::Key;
 
 /// An open database. Clone it to share it between tasks; [`Db::close`] closes it for all clones.
@@ -46,6 +48,8 @@ pub(crate) struct DbInner {
     pub(crate) gc: Address<GcMessage>,
     pub(crate) visibility: Arc<Visibility>,
     pub(crate) budget: Arc<WriteBudget>,
+    /// The live transactions' snapshots (compaction keeps what their commits check).
+    pub(crate) pins: Arc<TransactionPins>,
     pub(crate) metrics: Arc<EngineMetrics>,
     pub(crate) options: Options,
     /// The actors' tasks, in shutdown order; taken by the first `close`.
@@ -99,6 +103,105 @@ impl DbInner {
             .max(version.history_floor)
     }
 
+    /// Sends a prepared write to be committed, once the write slowdown and the memory budget
+    /// let it in; `wait_for_sync` and `check` as in [`MemtableMessage::Commit`]. A refused
+    /// commit gives its memory back.
+    pub(crate) async fn submit(
+        &self,
+        write: PreparedWrite,
+        wait_for_sync: bool,
+        check: Option<ConflictCheck>,
+    ) -> Result<CommitAnswer, Error> {
+        self.slow_down().await;
+        self.admit(write.rows.memory_bytes).await?;
+        self.memtable
+            .ask(|reply| MemtableMessage::Commit {
+                write,
+                wait_for_sync,
+                check,
+                reply,
+            })
+            .await
+            .map_err(|_| self.unavailable())
+    }
+
+    /// Delays a write while level 0 is past its slowdown threshold: a millisecond for every
+    /// file past it, so that ingest gives compaction room before flushes have to stop.
+    async fn slow_down(&self) {
+        let inner = self;
+        if !inner.options.automatic_compaction {
+            return;
+        }
+        let level0_files = {
+            let (view, _) = inner.visibility.snapshot();
+            view.version.version.level(0).len()
+        };
+        let Some(excess) = (level0_files + 1).checked_sub(inner.options.level0_slowdown_files)
+        else {
+            return;
+        };
+        inner.metrics.write_slowdowns.add(1);
+        probe::hit(&*inner.runtime, Probe::WriteSlowdown);
+        let delay = SLOWDOWN_STEP * u32::try_from(excess).unwrap_or(u32::MAX);
+        inner.runtime.sleep(delay.min(SLOWDOWN_MAX)).await;
+    }
+
+    /// Waits until the memtable budget has room for `bytes` — memory comes back as flushes
+    /// complete — up to the stall timeout.
+    async fn admit(&self, bytes: usize) -> Result<(), Error> {
+        let inner = self;
+        if inner.budget.try_reserve(bytes) {
+            return Ok(());
+        }
+        inner.metrics.write_stalls.add(1);
+        let deadline = inner.runtime.now() + inner.options.write_stall_timeout;
+        loop {
+            // Listen before trying again, so a release in between is not missed.
+            let released = inner.budget.listen();
+            if inner.budget.try_reserve(bytes) {
+                return Ok(());
+            }
+            let remaining = deadline.saturating_duration_since(inner.runtime.now());
+            if remaining.is_zero() {
+                break;
+            }
+            let failed = async {
+                inner.lifecycle.failed().await;
+                Stall::Failed
+            };
+            let released = async {
+                released.await;
+                Stall::Released
+            };
+            let timed_out = async {
+                inner.runtime.sleep(remaining).await;
+                Stall::TimedOut
+            };
+            match failed.or(released.or(timed_out)).await {
+                Stall::Failed => return Err(inner.unavailable()),
+                Stall::Released => {}
+                Stall::TimedOut => break,
+            }
+        }
+        inner.metrics.write_stall_timeouts.add(1);
+        Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the memtables are full ({} of {} bytes in use) and flushing freed no room within                  {:?}; this write of {bytes} bytes was not applied. Check the storage (flushes may                  be failing or slow), or raise memtable_bytes or write_stall_timeout.",
+                inner.budget.used(),
+                inner.budget.limit(),
+                inner.options.write_stall_timeout,
+            ),
+        ))
+    }
+
+    /// `key` encoded, and as one-row arrays of the key columns (for bloom filters).
+    pub(crate) fn encode_key(&self, key: Key) -> Result<(KeyBytes, Vec<ArrayRef>), Error> {
+        let key_columns = key.to_columns(&self.table.key_fields())?;
+        let encoded = self.table.encode_key(&key_columns)?;
+        Ok((encoded, key_columns))
+    }
+
     /// `Ok` while the database accepts work.
     pub(crate) fn check_open(&self) -> Result<(), Error> {
         Ok(self.lifecycle.check()?)
@@ -149,83 +252,21 @@ impl Db {
         if write.num_rows() == 0 {
             return Ok(inner.visibility.watermark());
         }
-        self.slow_down().await;
-        self.admit(write.rows.memory_bytes).await?;
-        inner
-            .memtable
-            .ask(|reply| MemtableMessage::Commit { write, reply })
-            .await
-            .map_err(|_| inner.unavailable())
+        match inner.submit(write, true, None).await? {
+            Ok(timestamp) => Ok(timestamp),
+            Err(refused) => Err(Error::new(
+                ErrorKind::Internal,
+                format!("a commit without a conflict check was refused: {refused:?}"),
+            )),
+        }
     }
 
-    /// Delays a write while level 0 is past its slowdown threshold: a millisecond for every
-    /// file past it, so that ingest gives compaction room before flushes have to stop.
-    async fn slow_down(&self) {
-        let inner = &self.inner;
-        if !inner.options.automatic_compaction {
-            return;
-        }
-        let level0_files = {
-            let (view, _) = inner.visibility.snapshot();
-            view.version.version.level(0).len()
-        };
-        let Some(excess) = (level0_files + 1).checked_sub(inner.options.level0_slowdown_files)
-        else {
-            return;
-        };
-        inner.metrics.write_slowdowns.add(1);
-        probe::hit(&*inner.runtime, Probe::WriteSlowdown);
-        let delay = SLOWDOWN_STEP * u32::try_from(excess).unwrap_or(u32::MAX);
-        inner.runtime.sleep(delay.min(SLOWDOWN_MAX)).await;
-    }
-
-    /// Waits until the memtable budget has room for `bytes` — memory comes back as flushes
-    /// complete — up to the stall timeout.
-    async fn admit(&self, bytes: usize) -> Result<(), Error> {
-        let inner = &self.inner;
-        if inner.budget.try_reserve(bytes) {
-            return Ok(());
-        }
-        inner.metrics.write_stalls.add(1);
-        let deadline = inner.runtime.now() + inner.options.write_stall_timeout;
-        loop {
-            // Listen before trying again, so a release in between is not missed.
-            let released = inner.budget.listen();
-            if inner.budget.try_reserve(bytes) {
-                return Ok(());
-            }
-            let remaining = deadline.saturating_duration_since(inner.runtime.now());
-            if remaining.is_zero() {
-                break;
-            }
-            let failed = async {
-                inner.lifecycle.failed().await;
-                Stall::Failed
-            };
-            let released = async {
-                released.await;
-                Stall::Released
-            };
-            let timed_out = async {
-                inner.runtime.sleep(remaining).await;
-                Stall::TimedOut
-            };
-            match failed.or(released.or(timed_out)).await {
-                Stall::Failed => return Err(inner.unavailable()),
-                Stall::Released => {}
-                Stall::TimedOut => break,
-            }
-        }
-        inner.metrics.write_stall_timeouts.add(1);
-        Err(Error::new(
-            ErrorKind::Io,
-            format!(
-                "the memtables are full ({} of {} bytes in use) and flushing freed no room within                  {:?}; this write of {bytes} bytes was not applied. Check the storage (flushes may                  be failing or slow), or raise memtable_bytes or write_stall_timeout.",
-                inner.budget.used(),
-                inner.budget.limit(),
-                inner.options.write_stall_timeout,
-            ),
-        ))
+    /// Starts a transaction: it reads from a snapshot taken now, overlaid with its own writes,
+    /// and commits them atomically — or fails with [`ErrorKind::Conflict`] if another commit
+    /// wrote one of its keys after the snapshot. See [`Transaction`].
+    pub async fn begin_transaction(&self) -> Result<Transaction, Error> {
+        self.inner.check_open()?;
+        Ok(Transaction::begin(Arc::clone(&self.inner)))
     }
 
     /// Seals the writable memtable and flushes every commit acknowledged so far to SSTs;

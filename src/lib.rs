@@ -11,6 +11,7 @@ mod open;
 mod read;
 mod scan;
 mod snapshot;
+mod transaction;
 mod value;
 
 pub use builder::DbBuilder;
@@ -24,6 +25,7 @@ pub use expr::{Expr, ExprError};
 pub use metrics::Metrics;
 pub use scan::{DEFAULT_BATCH_ROWS, Scan, ScanStream};
 pub use snapshot::Snapshot;
+pub use transaction::{CommitMode, Transaction};
 pub use value::{Key, Value};
 
 /// The arrow crates damselfly's API speaks, re-exported so applications use the same versions.

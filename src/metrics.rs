@@ -87,6 +87,13 @@ pub struct Metrics {
     pub flush_stalls: u64,
     /// SST files the GC sweeper deleted.
     pub gc_files_deleted: u64,
+    /// Transactions committed (a transaction without writes commits nothing and is not
+    /// counted).
+    pub transactions_committed: u64,
+    /// Transaction commits that failed with a conflict.
+    pub transaction_conflicts: u64,
+    /// Transactions begun and not yet committed, aborted or dropped.
+    pub live_transactions: u64,
     /// Deletes by the GC sweeper that failed (they are retried).
     pub gc_delete_failures: u64,
 }
@@ -143,6 +150,9 @@ impl Metrics {
             write_slowdowns: counters.write_slowdowns.get(),
             flush_stalls: counters.flush_stalls.get(),
             gc_files_deleted: counters.gc_files_deleted.get(),
+            transactions_committed: counters.transactions_committed.get(),
+            transaction_conflicts: counters.transaction_conflicts.get(),
+            live_transactions: db.pins.live() as u64,
             gc_delete_failures: counters.gc_delete_failures.get(),
         }
     }

@@ -24,8 +24,8 @@ use damselfly_actors::manifest::{
     ManifestStore, PublishedVersion, Publisher, PublisherPeers, Version,
 };
 use damselfly_actors::memtable::{
-    KeyedRows, Memtable, MemtableActor, MemtablePeers, ReadView, RecoveredMemtables, Visibility,
-    WriteBudget,
+    KeyedRows, Memtable, MemtableActor, MemtablePeers, ReadView, RecoveredMemtables,
+    TransactionPins, Visibility, WriteBudget,
 };
 use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::probe::{self, Probe};
@@ -75,6 +75,7 @@ pub(crate) async fn open(
         clock,
     ));
     let lifecycle = Lifecycle::new();
+    let pins = Arc::new(TransactionPins::default());
     let capacity = options.mailbox_capacity;
     let (wal_address, wal_mailbox) = mailbox("wal-writer", capacity);
     let (memtable_address, memtable_mailbox) = mailbox("memtable", capacity);
@@ -121,6 +122,7 @@ pub(crate) async fn open(
         options: options.compaction.clone(),
         automatic: options.automatic_compaction,
         retention: options.retention,
+        pins: Arc::clone(&pins),
         visibility: Arc::clone(&visibility),
         publisher: publisher_address.clone(),
         gc: gc_address.notifier(),
@@ -199,6 +201,7 @@ pub(crate) async fn open(
         gc: gc_address,
         visibility,
         budget,
+        pins,
         metrics,
         options,
         actors: std::sync::Mutex::new(actors),
@@ -250,7 +253,7 @@ async fn replay_wal(
     let mut sealed = Vec::new();
     let mut writable = Arc::new(Memtable::new(0));
     let summary = replay::replay(storage.as_ref(), table, version.wal_floor, |commit| {
-        let rows = KeyedRows::replayed(table, commit.batch, commit.deletes)
+        let rows = KeyedRows::conformed(table, commit.batch, commit.deletes)
             .map_err(|error| error.to_string())?;
         budget.force_reserve(rows.memory_bytes);
         writable.insert(Timestamp::new(commit.timestamp), rows);

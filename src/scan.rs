@@ -22,6 +22,7 @@ use crate::expr::{Expr, Predicate};
 use crate::read::merge::Merge;
 use crate::read::range::ScanRange;
 use crate::snapshot::Snapshot;
+use crate::transaction::StagedWrites;
 
 /// Rows per output batch unless [`Scan::batch_rows`] says otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
@@ -43,6 +44,8 @@ enum Source {
     Db(Db),
     /// Read a snapshot.
     Snapshot(Snapshot),
+    /// Read a transaction's snapshot overlaid with its writes so far.
+    Transaction(Snapshot, StagedWrites),
 }
 
 impl Scan {
@@ -52,6 +55,10 @@ impl Scan {
 
     pub(crate) fn of_snapshot(snapshot: Snapshot) -> Self {
         Self::new(Source::Snapshot(snapshot))
+    }
+
+    pub(crate) fn of_transaction(snapshot: Snapshot, staged: StagedWrites) -> Self {
+        Self::new(Source::Transaction(snapshot, staged))
     }
 
     fn new(source: Source) -> Self {
@@ -126,13 +133,12 @@ impl Scan {
     }
 
     async fn start(self) -> Result<Cursor, Error> {
-        let snapshot = match self.source {
-            Source::Db(db) => db.begin_snapshot().await?,
-            Source::Snapshot(snapshot) => {
-                snapshot.db.check_open()?;
-                snapshot
-            }
+        let (snapshot, staged) = match self.source {
+            Source::Db(db) => (db.begin_snapshot().await?, None),
+            Source::Snapshot(snapshot) => (snapshot, None),
+            Source::Transaction(snapshot, staged) => (snapshot, Some(staged)),
         };
+        snapshot.db.check_open()?;
         if self.batch_rows == 0 {
             return Err(Error::invalid_input("batch_rows must be greater than zero"));
         }
@@ -148,6 +154,7 @@ impl Scan {
                 plan.gathered.clone(),
                 Arc::clone(&plan.gathered_schema),
                 range,
+                staged.as_ref(),
             )
             .await?;
         Ok(Cursor {

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::read::merge::{Merge, Producer};
 use crate::read::range::ScanRange;
 use crate::scan::Scan;
+use crate::transaction::StagedWrites;
 use crate::value::Key;
 
 /// A read-only view of the database as of [`Snapshot::timestamp`]. It returns the same rows for
@@ -51,9 +52,7 @@ impl Snapshot {
     /// The row with `key` as of the snapshot, as a one-row batch, or `None`.
     pub async fn get(&self, key: impl Into<Key>) -> Result<Option<RecordBatch>, Error> {
         self.db.check_open()?;
-        let key = key.into();
-        let key_columns = key.to_columns(&self.db.table.key_fields())?;
-        let encoded = self.db.table.encode_key(&key_columns)?;
+        let (encoded, key_columns) = self.db.encode_key(key.into())?;
         crate::read::point::get(self, &encoded, &key_columns).await
     }
 
@@ -62,8 +61,9 @@ impl Snapshot {
         Scan::of_snapshot(self.clone())
     }
 
-    /// A merge of every source that can hold versions visible to this snapshot within `range`,
-    /// gathering the table columns `columns` (ascending) with `schema`.
+    /// A merge of every source that can hold versions visible to this snapshot within `range`
+    /// — and of a transaction's `staged` writes, which beat them — gathering the table columns
+    /// `columns` (ascending) with `schema`.
     ///
     /// Sources whose key ranges overlap are merged; groups of them that do not overlap are read
     /// one after the other, and a source alone in its group is read without its keys. A range
@@ -73,31 +73,41 @@ impl Snapshot {
         columns: Vec<usize>,
         schema: SchemaRef,
         range: ScanRange,
+        staged: Option<&StagedWrites>,
     ) -> Result<Merge, Error> {
         let read_at = self.timestamp;
         if let Some((key, key_columns)) = &range.point {
-            let found = crate::read::point::get(self, key, key_columns)
-                .await?
-                .map(|row| row.project(&columns))
-                .transpose()?
-                .map(|row| RecordBatch::try_new(Arc::clone(&schema), row.columns().to_vec()))
-                .transpose()?;
+            let found = match staged.and_then(|staged| staged.get(key)) {
+                Some(own) => own,
+                None => crate::read::point::get(self, key, key_columns).await?,
+            }
+            .map(|row| row.project(&columns))
+            .transpose()?
+            .map(|row| RecordBatch::try_new(Arc::clone(&schema), row.columns().to_vec()))
+            .transpose()?;
             return Ok(Merge::new(
                 vec![vec![Producer::Found(found)]],
-                read_at,
                 columns,
                 schema,
             ));
         }
+        let staged = staged.map(|staged| (staged.memtable(), staged.through()));
+        let memtables = self
+            .view
+            .memtables
+            .iter()
+            .map(|memtable| (memtable, read_at))
+            .chain(staged);
         let mut sources: Vec<(KeyBytes, KeyBytes, Source)> = Vec::new();
-        for memtable in &self.view.memtables {
-            if memtable.is_empty() || memtable.first_timestamp() > read_at {
+        for (memtable, visible_at) in memtables {
+            if memtable.is_empty() || memtable.first_timestamp() > visible_at {
                 continue;
             }
             if let Some((first, last)) = memtable.key_range()
                 && range.overlaps(&first, &last)
             {
-                sources.push((first, last, Source::Memtable(Arc::clone(memtable))));
+                let source = Source::Memtable(Arc::clone(memtable), visible_at);
+                sources.push((first, last, source));
             }
         }
         for (descriptor, reader) in self.view.version.ssts() {
@@ -129,13 +139,14 @@ impl Snapshot {
                 .collect::<Result<_, _>>()?;
             groups.push(producers);
         }
-        Ok(Merge::new(groups, read_at, columns, schema))
+        Ok(Merge::new(groups, columns, schema))
     }
 }
 
 /// A source of a merge, before it is opened.
 enum Source {
-    Memtable(Arc<Memtable>),
+    /// A memtable, and the newest versions of it to read.
+    Memtable(Arc<Memtable>, Timestamp),
     Sst(Arc<SstReader>),
 }
 
@@ -148,9 +159,10 @@ impl Source {
         options: ScanOptions,
     ) -> Result<Producer, Error> {
         Ok(match self {
-            Source::Memtable(memtable) => Producer::Memtable {
+            Source::Memtable(memtable, visible_at) => Producer::Memtable {
                 memtable,
                 keys: keys.clone(),
+                read_at: visible_at,
             },
             Source::Sst(reader) => Producer::Sst(Box::new(reader.scan(
                 keys.clone(),

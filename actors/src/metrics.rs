@@ -60,6 +60,10 @@ pub struct EngineMetrics {
     pub gc_files_deleted: Counter,
     /// Deletes by the GC sweeper that failed (and are retried).
     pub gc_delete_failures: Counter,
+    /// Transactions committed (with at least one write).
+    pub transactions_committed: Counter,
+    /// Transaction commits refused because a key had a newer version.
+    pub transaction_conflicts: Counter,
     /// The newest commit timestamp whose WAL record is synced: it survives a power loss.
     pub wal_synced_timestamp: Gauge,
 }

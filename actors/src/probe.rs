@@ -67,6 +67,12 @@ probes! {
         "a write was delayed because level 0 has too many SSTs",
     FlushWaitedForCompaction = "flush.waited_for_compaction":
         "a flush waited for compaction because level 0 reached its stop threshold",
+    TransactionConflict = "transaction.conflict":
+        "a transaction's commit failed: a key it writes has a newer version",
+    TransactionConflictInSst = "transaction.conflict_in_sst":
+        "a transaction's conflict was found in an SST (flushed or compacted since its snapshot)",
+    TransactionViewOutdated = "transaction.view_outdated":
+        "a transaction's commit checked SSTs again: a flush had dropped a memtable it relied on",
 }
 
 /// Notes that the engine reached `probe`.

@@ -11,6 +11,9 @@ impl Timestamp {
     /// Before every commit: a read at `ZERO` sees nothing.
     pub const ZERO: Timestamp = Timestamp(0);
 
+    /// After every commit: a read at `MAX` sees the newest version of everything.
+    pub const MAX: Timestamp = Timestamp(u64::MAX);
+
     /// The timestamp with value `value`.
     pub const fn new(value: u64) -> Self {
         Self(value)

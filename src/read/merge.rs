@@ -1,11 +1,12 @@
 //! The merge of a read's sources: memtables and SSTs.
 //!
 //! Every source yields, in key order, at most one version per key: its newest at or below the
-//! snapshot timestamp, deletes included. The merge keeps, for each key, the newest of those
-//! across sources, drops it if it is a delete, and gathers the surviving rows — only the
-//! columns the read needs — into batches in key order. Filters are applied by the caller, to
-//! these rows: after version resolution, so an older version can never stand in for a newer one
-//! that fails the filter.
+//! snapshot timestamp, deletes included. (A transaction's own writes are a source too: numbered
+//! above the snapshot timestamp, they beat every version the snapshot sees.) The merge keeps,
+//! for each key, the newest of those across sources, drops it if it is a delete, and gathers
+//! the surviving rows — only the columns the read needs — into batches in key order. Filters
+//! are applied by the caller, to these rows: after version resolution, so an older version can
+//! never stand in for a newer one that fails the filter.
 //!
 //! Sources come in groups: sources whose key ranges overlap form a group and are merged, and
 //! groups are read one after the other, so a source whose key range overlaps no other's (the
@@ -39,6 +40,9 @@ pub(crate) enum Producer {
         memtable: Arc<Memtable>,
         /// The keys still to read: the lower bound moves past each chunk.
         keys: KeyRange,
+        /// The newest versions it yields: the snapshot's timestamp, or, for a transaction's
+        /// own writes, the staging number of its last write the read sees.
+        read_at: Timestamp,
     },
     /// An SST scan (boxed: it is much larger than a memtable cursor).
     Sst(Box<SstScan>),
@@ -95,27 +99,20 @@ pub(crate) struct Merge {
     cursors: Vec<Cursor>,
     /// The groups after it, in key order.
     later: std::vec::IntoIter<Vec<Producer>>,
-    read_at: Timestamp,
     /// The table columns the read needs, in table order, and their schema.
     columns: Vec<usize>,
     schema: SchemaRef,
 }
 
 impl Merge {
-    /// A merge of `groups` of producers read at `read_at`, gathering `columns` (table positions,
-    /// ascending) with `schema`. Each group's producers are merged (in any order); the groups
+    /// A merge of `groups` of producers, gathering `columns` (table positions, ascending) with
+    /// `schema`. Each group's producers are merged (in any order); the groups
     /// are read one after the other, so every key of a group must sort before every key of the
     /// groups after it.
-    pub(crate) fn new(
-        groups: Vec<Vec<Producer>>,
-        read_at: Timestamp,
-        columns: Vec<usize>,
-        schema: SchemaRef,
-    ) -> Self {
+    pub(crate) fn new(groups: Vec<Vec<Producer>>, columns: Vec<usize>, schema: SchemaRef) -> Self {
         Self {
             cursors: Vec::new(),
             later: groups.into_iter(),
-            read_at,
             columns,
             schema,
         }
@@ -160,11 +157,15 @@ impl Merge {
     }
 
     async fn next_chunk(&mut self, index: usize) -> Result<Option<SourceChunk>, Error> {
-        let (read_at, columns) = (self.read_at, &self.columns);
+        let columns = &self.columns;
         match &mut self.cursors[index].producer {
-            Producer::Memtable { memtable, keys } => {
+            Producer::Memtable {
+                memtable,
+                keys,
+                read_at,
+            } => {
                 let lower = keys.lower.as_ref().map(KeyBytes::as_bytes);
-                let mut chunk = memtable.scan_chunk(lower, read_at, SOURCE_CHUNK_ROWS);
+                let mut chunk = memtable.scan_chunk(lower, *read_at, SOURCE_CHUNK_ROWS);
                 let within = chunk
                     .keys
                     .partition_point(|key| keys.below_upper(key.as_bytes()));

@@ -26,5 +26,6 @@ mod scan_filters;
 mod snapshot_stability;
 mod sst_corruption;
 mod time_travel;
+mod transactions;
 mod wal_corruption;
 mod wal_sync_policies;

@@ -3,7 +3,7 @@
 //! Deciding is apart from doing. On every new version, on a manual [`Compact`] and every
 //! [`PLAN_INTERVAL`], the compactor asks the [planner](plan) — a pure function of the version — for a job, reserves
 //! output ids from the publisher, fixes the horizon (the oldest commit time travel may still
-//! read, from the retention), and hands the [`CompactionJob`] to the [`CompactionExecutor`] on a
+//! read, from the retention, and no newer than the oldest live transaction's snapshot), and hands the [`CompactionJob`] to the [`CompactionExecutor`] on a
 //! task of its own, up to `concurrent_jobs` at once. A job that only moves a file to a deeper
 //! level is published directly. When an executor answers, the compactor checks the outcome
 //! against the job, opens the outputs and asks the publisher to replace the inputs by them.
@@ -41,7 +41,7 @@ pub use self::plan::{CompactionOptions, CompactionStrategy, PlannedJob};
 use crate::gc::{GcMessage, RetiredSst};
 use crate::kernel::{Address, Lifecycle, MailboxClosed, Notifier, Reply};
 use crate::manifest::{PublisherMessage, Retention, SstDescriptor};
-use crate::memtable::Visibility;
+use crate::memtable::{TransactionPins, Visibility};
 use crate::metrics::EngineMetrics;
 use crate::probe::{self, Probe};
 use crate::sst::{BlockCache, SstError, SstReader};
@@ -117,6 +117,8 @@ pub struct CompactorContext {
     pub automatic: bool,
     /// How far back time travel reaches: the jobs' horizon.
     pub retention: Retention,
+    /// The live transactions' snapshots, which cap the horizon.
+    pub pins: Arc<TransactionPins>,
     /// The current version.
     pub visibility: Arc<Visibility>,
     /// Publishes the results.
@@ -260,10 +262,16 @@ impl Compactor {
     async fn start(&mut self, planned: PlannedJob) -> Result<(), CompactionError> {
         let context = &self.context;
         let (view, _) = context.visibility.snapshot();
-        let horizon = view
+        let retained = view
             .version
             .version
             .oldest_timestamp(&context.retention, context.runtime.wall_clock_ms());
+        // Read after the version (see `TransactionPins::pin`): a live transaction's commit must
+        // still find every version written after its snapshot.
+        let horizon = match context.pins.oldest() {
+            Some(pinned) => retained.min(pinned.get()),
+            None => retained,
+        };
         let input_bytes = planned.inputs.iter().map(|sst| sst.bytes).sum();
         // A level-0 file is one sorted run (tiered merges write there): one output, whatever
         // its size, or the merge would add runs instead of removing them.

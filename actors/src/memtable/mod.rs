@@ -18,15 +18,20 @@
 //!   every later snapshot;
 //! - a snapshot taken at the watermark sees every commit acknowledged before it was taken, and
 //!   sees a commit only once that commit is durable (its acknowledgement may still be on its
-//!   way to the committer);
+//!   way to the committer) — or, for a commit that does not wait for a sync, once it and every
+//!   commit before it are written to the OS;
+//! - a transaction's commit is checked for conflicts and ordered in one step (see
+//!   [`ConflictCheck`]): nothing can be committed between the check and the commit;
 //! - a memtable is flushed only once every commit in it is durable, memtables are flushed in the
 //!   order they were sealed, and one leaves the read view only after its SST is published;
 //! - if the WAL writer fails, nothing more becomes visible: the actor stops and the database
 //!   fails, dropping the waiting commits' replies so their callers get the failure.
 
 mod budget;
+mod conflict;
 mod index;
 mod msg;
+mod pins;
 mod view;
 mod write;
 
@@ -37,8 +42,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub use budget::WriteBudget;
+pub use conflict::{CommitAnswer, CommitRefused, ConflictCheck};
 pub use index::{Chunk, Memtable, VisibleRow};
 pub use msg::MemtableMessage;
+pub use pins::{TransactionPin, TransactionPins};
 pub use view::{ReadView, Visibility};
 pub use write::{KeyedRows, PrepareError, PreparedWrite};
 
@@ -80,7 +87,7 @@ pub struct MemtableActor {
     durable: Timestamp,
     visibility: Arc<Visibility>,
     budget: Arc<WriteBudget>,
-    waiting: VecDeque<(Timestamp, usize, Reply<Timestamp>)>,
+    waiting: VecDeque<(Timestamp, usize, Reply<CommitAnswer>)>,
     /// `flush()` callers, each waiting until the SSTs hold every commit up to its timestamp.
     flush_waiting: Vec<(Timestamp, Reply<Timestamp>)>,
     peers: MemtablePeers,
@@ -117,8 +124,27 @@ impl MemtableActor {
     async fn commit(
         &mut self,
         write: PreparedWrite,
-        reply: Reply<Timestamp>,
+        wait_for_sync: bool,
+        check: Option<ConflictCheck>,
+        reply: Reply<CommitAnswer>,
     ) -> Result<(), MailboxClosed> {
+        let write = match check {
+            None => write,
+            Some(check) => {
+                let bytes = write.rows.memory_bytes;
+                let memtables: Vec<&Arc<Memtable>> = std::iter::once(&self.writable)
+                    .chain(self.sealed.iter().rev())
+                    .collect();
+                match check.check(&memtables, write) {
+                    Ok(write) => write,
+                    Err(refused) => {
+                        self.budget.release(bytes);
+                        reply.send(Err(refused));
+                        return Ok(());
+                    }
+                }
+            }
+        };
         let timestamp = self.clock.next();
         self.clock = timestamp;
         let PreparedWrite { rows, wal_body } = write;
@@ -132,6 +158,7 @@ impl MemtableActor {
             .tell(WalMessage::Append {
                 timestamp,
                 body: wal_body,
+                wait_for_sync,
             })
             .await?;
         self.writable.insert(timestamp, rows);
@@ -187,7 +214,7 @@ impl MemtableActor {
             if let Some((timestamp, rows, reply)) = self.waiting.pop_front() {
                 self.metrics.commits.add(1);
                 self.metrics.rows_committed.add(rows as u64);
-                reply.send(timestamp);
+                reply.send(Ok(timestamp));
             }
         }
         self.send_durable_flushes().await
@@ -262,7 +289,12 @@ impl Actor for MemtableActor {
 
     async fn handle(&mut self, message: MemtableMessage) -> Result<(), MailboxClosed> {
         match message {
-            MemtableMessage::Commit { write, reply } => self.commit(write, reply).await,
+            MemtableMessage::Commit {
+                write,
+                wait_for_sync,
+                check,
+                reply,
+            } => self.commit(write, wait_for_sync, check, reply).await,
             MemtableMessage::FlushAll { reply } => self.flush_all(reply).await,
             MemtableMessage::Durable { through } => self.durable(through).await,
             MemtableMessage::Flushed { memtable, through } => self.flushed(memtable, through).await,

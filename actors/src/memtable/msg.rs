@@ -1,5 +1,6 @@
 //! What the memtable actor accepts.
 
+use super::conflict::{CommitAnswer, ConflictCheck};
 use super::write::PreparedWrite;
 use crate::kernel::Reply;
 use crate::timestamp::Timestamp;
@@ -8,12 +9,17 @@ use crate::timestamp::Timestamp;
 #[derive(Debug)]
 pub enum MemtableMessage {
     /// Commit these rows; the reply carries the commit timestamp once the commit is durable (as
-    /// the WAL policy promises) and visible.
+    /// the WAL policy promises, or only written to the OS when it does not wait for a sync)
+    /// and visible — or why it was refused.
     Commit {
         /// The prepared rows.
         write: PreparedWrite,
+        /// Whether the acknowledgement waits for the sync the WAL policy promises.
+        wait_for_sync: bool,
+        /// A transaction's conflict check, done before the commit is ordered.
+        check: Option<ConflictCheck>,
         /// Where the commit timestamp goes.
-        reply: Reply<Timestamp>,
+        reply: Reply<CommitAnswer>,
     },
     /// Seal the writable memtable and flush everything committed so far; the reply carries the
     /// newest flushed commit once the SSTs holding it are published.

@@ -292,3 +292,76 @@ fn a_successor_reuses_index_memory_but_none_of_its_rows() {
     commit(&second, &mut model, 6, &[(5, false)]);
     check(&second, &model, 6, &mut fastrand::Rng::with_seed(11), 11);
 }
+
+/// A transaction's write of `ids` (the rows' values do not matter to the check).
+fn transaction_write(ids: &[u64]) -> super::PreparedWrite {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "value",
+        DataType::Int64,
+        false,
+    )]));
+    let values = Int64Array::from(vec![0; ids.len()]);
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("a batch");
+    super::PreparedWrite {
+        rows: KeyedRows {
+            batch,
+            keys: ids
+                .iter()
+                .map(|&id| KeyBytes::from_slice(&key(id)))
+                .collect(),
+            deletes: None,
+            memory_bytes: 0,
+        },
+        wal_body: bytes::Bytes::new(),
+    }
+}
+
+#[test]
+fn a_conflict_check_finds_the_newest_version_of_each_key_in_any_memtable() {
+    use super::{CommitRefused, ConflictCheck};
+
+    let mut model = Model::new();
+    let older = Arc::new(Memtable::new(1));
+    commit(&older, &mut model, 3, &[(1, false), (2, false)]);
+    commit(&older, &mut model, 5, &[(2, false)]);
+    let newer = Arc::new(older.successor());
+    commit(&newer, &mut model, 8, &[(2, true)]);
+    let memtables = [&newer, &older];
+    let check = |read_at: u64, oldest_memtable: u64, ids: &[u64]| {
+        ConflictCheck {
+            read_at: Timestamp::new(read_at),
+            oldest_memtable,
+        }
+        .check(&memtables, transaction_write(ids))
+    };
+
+    assert!(
+        check(5, 1, &[1, 3]).is_ok(),
+        "nothing newer than 5 for keys 1 and 3"
+    );
+    assert!(
+        check(8, 1, &[2]).is_ok(),
+        "the delete at 8 is not after a snapshot at 8"
+    );
+    for (read_at, ids, row, newest) in [(5, &[2][..], 0, 8), (2, &[3, 1], 1, 3), (7, &[2], 0, 8)] {
+        match check(read_at, 1, ids) {
+            Err(CommitRefused::Conflict {
+                row: found,
+                timestamp,
+            }) => {
+                assert_eq!(
+                    (found, timestamp.get()),
+                    (row, newest),
+                    "{ids:?} at {read_at}"
+                );
+            }
+            other => panic!("{ids:?} at {read_at}: expected a conflict, got {other:?}"),
+        }
+    }
+    // The committer's view held memtable 0, which is gone: its commits are in an SST the
+    // committer did not check.
+    assert!(matches!(
+        check(5, 0, &[1]),
+        Err(CommitRefused::ViewOutdated(_))
+    ));
+}

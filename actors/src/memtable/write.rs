@@ -53,9 +53,11 @@ impl PreparedWrite {
         batch: &RecordBatch,
         deletes: Option<&[bool]>,
     ) -> Result<Self, PrepareError> {
-        let batch = table.conform(batch)?;
-        let deletes = deletes_buffer(batch.num_rows(), deletes)?;
-        let rows = KeyedRows::new(table, batch, deletes)?;
+        Self::of_rows(KeyedRows::checked(table, batch, deletes)?)
+    }
+
+    /// `rows`, with their WAL record.
+    pub fn of_rows(rows: KeyedRows) -> Result<Self, PrepareError> {
         let wal_body = record::encode_body(&rows.batch, rows.deletes.as_ref())?;
         Ok(Self { rows, wal_body })
     }
@@ -67,10 +69,23 @@ impl PreparedWrite {
 }
 
 impl KeyedRows {
-    /// Rows read back from the WAL (already conformed when they were committed). They are
-    /// decoded without copying, as slices of the whole segment they were read from, so they get
+    /// Checks `batch` against `table` (see [`TableSchema::conform`]); `deletes` (one flag per
+    /// row) marks rows that delete their key.
+    pub fn checked(
+        table: &TableSchema,
+        batch: &RecordBatch,
+        deletes: Option<&[bool]>,
+    ) -> Result<Self, SchemaError> {
+        let batch = table.conform(batch)?;
+        let deletes = deletes_buffer(batch.num_rows(), deletes)?;
+        Self::new(table, batch, deletes)
+    }
+
+    /// Rows conformed to the table already: read back from the WAL (conformed when they were
+    /// committed), or gathered from a transaction's checked writes. WAL rows are decoded
+    /// without copying, as slices of the whole segment they were read from, so they get
     /// buffers of their own (see `own_buffers`) instead of pinning the segment.
-    pub fn replayed(
+    pub fn conformed(
         table: &TableSchema,
         batch: RecordBatch,
         deletes: Option<BooleanBuffer>,

@@ -5,7 +5,10 @@
 //! the writer writes them all with one write — and, when the policy asks, one sync. Commits that
 //! arrive while a sync is in flight wait in the mailbox and share the next one (group commit).
 //! Once a group is as durable as the [`WalSyncPolicy`] promises, the writer sends the memtable a
-//! `Durable` notice for the group's last timestamp.
+//! `Durable` notice for the group's last timestamp. A group of commits that do not wait for a
+//! sync (transactions committed with `CommitMode::Visible`) is reported once written, and synced
+//! within [`VISIBLE_SYNC_LAG`] even under [`WalSyncPolicy::Always`]; a group with any commit that
+//! waits is synced as the policy says, which covers every earlier unsynced byte too.
 //!
 //! Promises:
 //! - a commit is reported durable only after its bytes are written, and, under
@@ -62,6 +65,10 @@ pub enum WalSyncPolicy {
     /// lose acknowledged commits, a process crash none.
     Never,
 }
+
+/// How long after being written commits that do not wait for a sync are synced at the latest,
+/// when the policy would sync every commit ([`WalSyncPolicy::Always`]).
+pub const VISIBLE_SYNC_LAG: Duration = Duration::from_millis(10);
 
 /// How the WAL is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +137,8 @@ pub struct WalWriter {
     closed: BTreeMap<u64, Timestamp>,
     next_id: u64,
     queued: Vec<(Timestamp, Bytes)>,
+    /// Whether a queued commit waits for the sync the policy promises.
+    queued_waits: bool,
     /// The newest commit handed to the storage.
     written_through: Timestamp,
     unsynced_bytes: u64,
@@ -176,6 +185,7 @@ impl WalWriter {
             next_id: previous.map_or(1, |end| end.id + 1),
             previous,
             queued: Vec::new(),
+            queued_waits: false,
             written_through: Timestamp::ZERO,
             unsynced_bytes: 0,
             last_sync,
@@ -227,7 +237,12 @@ impl WalWriter {
             segment.next_sequence += 1;
         }
         let group_len = group.len() as u64;
-        let durability = self.options.sync_policy.durability_for(
+        let policy = if std::mem::take(&mut self.queued_waits) {
+            self.options.sync_policy
+        } else {
+            self.options.sync_policy.without_waiting()
+        };
+        let durability = policy.durability_for(
             self.unsynced_bytes + group_len,
             self.clock.now().saturating_duration_since(self.last_sync),
         );
@@ -257,6 +272,7 @@ impl WalWriter {
                 &[&timestamp, &body],
             )?;
         }
+        self.queued_waits = false;
         let length = group.len() as u64;
         let path = segment::path(id);
         match self
@@ -441,6 +457,15 @@ fn header_frame(
 }
 
 impl WalSyncPolicy {
+    /// The policy for commits that do not wait for a sync: [`WalSyncPolicy::Always`] relaxes to
+    /// a sync within [`VISIBLE_SYNC_LAG`]; the other policies do not wait for syncs anyway.
+    fn without_waiting(self) -> WalSyncPolicy {
+        match self {
+            WalSyncPolicy::Always => WalSyncPolicy::IntervalTime(VISIBLE_SYNC_LAG),
+            relaxed => relaxed,
+        }
+    }
+
     /// How durable a write must be, given the bytes and the time since the last sync.
     fn durability_for(self, unsynced_bytes: u64, since_sync: Duration) -> Durability {
         let sync = match self {
@@ -469,12 +494,17 @@ impl Actor for WalWriter {
 
     async fn handle(&mut self, message: WalMessage) -> Result<(), WalError> {
         match message {
-            WalMessage::Append { timestamp, body } => {
+            WalMessage::Append {
+                timestamp,
+                body,
+                wait_for_sync,
+            } => {
                 debug_assert!(
                     self.queued.last().is_none_or(|(last, _)| *last < timestamp),
                     "appends arrive in timestamp order"
                 );
                 self.queued.push((timestamp, body));
+                self.queued_waits |= wait_for_sync;
                 Ok(())
             }
             WalMessage::Rotate => {
@@ -494,7 +524,7 @@ impl Actor for WalWriter {
     }
 
     fn next_tick(&self) -> Option<Instant> {
-        match self.options.sync_policy {
+        match self.options.sync_policy.without_waiting() {
             WalSyncPolicy::IntervalTime(interval) if self.unsynced_bytes > 0 => {
                 Some(self.last_sync + interval)
             }

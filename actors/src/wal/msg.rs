@@ -14,6 +14,13 @@ pub enum WalMessage {
         timestamp: Timestamp,
         /// The commit record body ([`encode_body`](super::record::encode_body)).
         body: Bytes,
+        /// Whether the commit waits for the sync the policy promises. A commit that does not
+        /// is reported as soon as it is written to the OS; under [`WalSyncPolicy::Always`] the
+        /// writer then syncs it within [`VISIBLE_SYNC_LAG`].
+        ///
+        /// [`WalSyncPolicy::Always`]: super::WalSyncPolicy::Always
+        /// [`VISIBLE_SYNC_LAG`]: super::VISIBLE_SYNC_LAG
+        wait_for_sync: bool,
     },
     /// Close the open segment (synced): the next commit starts a new one. Sent when a memtable
     /// is sealed, so that segments line up with memtables and can be deleted whole once their

@@ -159,9 +159,14 @@ async fn next_durable(durable: &Mailbox<MemtableMessage>) -> u64 {
 }
 
 async fn append(wal: &Address<WalMessage>, timestamp: u64) {
+    append_waiting(wal, timestamp, true).await;
+}
+
+async fn append_waiting(wal: &Address<WalMessage>, timestamp: u64, wait_for_sync: bool) {
     wal.tell(WalMessage::Append {
         timestamp: Timestamp::new(timestamp),
         body: body(timestamp),
+        wait_for_sync,
     })
     .await
     .expect("the writer runs");
@@ -204,6 +209,50 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
     assert_eq!(running.metrics.wal_writes.get(), 2);
     assert_eq!(running.metrics.wal_synced_timestamp.get(), 10);
     assert!(running.lifecycle.failure().is_none());
+}
+
+#[test]
+fn commits_that_do_not_wait_are_reported_written_then_synced_on_their_own() {
+    let (storage, gate) = observed(true, false);
+    let GateControl { entered, release } = gate.expect("gated");
+    let running = start(&storage, WalOptions::default());
+    smol::block_on(async {
+        entered
+            .recv()
+            .await
+            .expect("the start of the log is synced");
+        release.send(()).await.expect("release the start");
+        append_waiting(&running.wal, 1, false).await;
+        // Reported before any sync: the gate holds every synced append, and none has come.
+        assert_eq!(next_durable(&running.durable).await, 1);
+        assert_eq!(running.metrics.wal_synced_timestamp.get(), 0);
+        // With nothing else to do, the writer syncs it within the lag.
+        entered.recv().await.expect("the written commit is synced");
+        release.send(()).await.expect("release that sync");
+        // A commit that waits is synced before it is reported.
+        append_waiting(&running.wal, 2, true).await;
+        entered
+            .recv()
+            .await
+            .expect("the waiting commit's sync starts");
+        assert!(
+            running.durable.try_next(false).is_none(),
+            "not reported before its sync"
+        );
+        release.send(()).await.expect("release it");
+        assert_eq!(next_durable(&running.durable).await, 2);
+    });
+    assert_eq!(
+        storage.appends(),
+        [
+            Durability::Synced,
+            Durability::Buffered,
+            Durability::Synced,
+            Durability::Synced
+        ],
+        "the start, the written commit, its sync, the waiting commit"
+    );
+    assert_eq!(running.metrics.wal_synced_timestamp.get(), 2);
 }
 
 #[test]
