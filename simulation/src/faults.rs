@@ -758,10 +758,23 @@ impl StorageHook for FaultHook {
             }
         }
         let runtime = self.faults.runtime.upgrade();
+        let (faults, incarnation) = (Arc::clone(&self.faults), self.incarnation);
+        let operation = call.operation();
+        let path = call.path().to_owned();
         Box::pin(async move {
             let delay = decided?;
             if let Some(shared) = runtime.filter(|_| !delay.is_zero()) {
                 Sleep::new(&shared, delay).await;
+                // A process that died while its call was delayed never completes the call: a
+                // dead process cannot write (or read) after a newer one has started.
+                if faults.lock().incarnation != incarnation {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Io,
+                        operation,
+                        path,
+                        "injected by the simulator: the process crashed during the call",
+                    ));
+                }
             }
             Ok(())
         })
