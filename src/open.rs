@@ -149,6 +149,7 @@ pub(crate) async fn open(
         flusher: flusher_address.notifier(),
         level0_stop: options.automatic_compaction.then(|| Level0Stop {
             files: options.level0_stop_files,
+            max_wait: options.write_stall_timeout,
             visibility: Arc::clone(&visibility),
             lifecycle: lifecycle.clone(),
         }),

@@ -67,6 +67,8 @@ probes! {
         "a write was delayed because level 0 has too many SSTs",
     FlushWaitedForCompaction = "flush.waited_for_compaction":
         "a flush waited for compaction because level 0 reached its stop threshold",
+    FlushStopTimedOut = "flush.stop_timed_out":
+        "a flush stopped waiting for compaction after the write stall timeout and went ahead",
     TransactionConflict = "transaction.conflict":
         "a transaction's commit failed: a key it writes has a newer version",
     TransactionConflictInSst = "transaction.conflict_in_sst":

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::SstDescriptor;
 
-/// The format of jobs and outcomes this build reads and writes.
-pub const JOB_FORMAT: u32 = 1;
+/// The format of jobs and outcomes this build reads and writes. 2: a delete newer than the
+/// horizon is never dropped (transactions' conflict checks need it).
+pub const JOB_FORMAT: u32 = 2;
 
 /// One compaction: merge `inputs` into new SSTs at `target_level`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,10 +31,13 @@ pub struct CompactionJob {
     /// The level the outputs go to.
     pub target_level: u32,
     /// Whether deletes may be dropped: nothing outside the job can hold an older version of a
-    /// key in it, so a delete that no reader needs can simply disappear.
+    /// key in it, so a delete at or below the horizon that no reader needs can simply
+    /// disappear.
     pub drop_deletes: bool,
     /// Every version a read at a timestamp `>= horizon` can see must survive: the merge keeps
-    /// each key's versions newer than the horizon and its newest version at or below it.
+    /// each key's versions newer than the horizon and its newest version at or below it. It is
+    /// never newer than the oldest live transaction's snapshot, so every version a commit's
+    /// conflict check needs (a delete included) is newer than it, and stays.
     pub horizon: u64,
     /// The SST ids the outputs may take, in order; reserved for this job alone.
     pub output_ids: Range<u64>,

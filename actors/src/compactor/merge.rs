@@ -8,8 +8,11 @@
 //!   newest version at or below it (the one a read at the horizon sees); older versions are
 //!   hidden from every read at or after the horizon, so they go;
 //! - **deletes**: only when the job may drop deletes (nothing outside it holds an older version
-//!   of its keys), a key's oldest kept versions that are deletes go too, one after the other: a
-//!   read that would have found such a delete finds nothing instead, which means the same.
+//!   of its keys), a key's oldest kept versions that are deletes at or below the horizon go
+//!   too, one after the other: a read that would have found such a delete finds nothing
+//!   instead, which means the same. A delete newer than the horizon stays even so: a live
+//!   transaction's conflict check must still find it (the horizon is never newer than the
+//!   oldest live transaction's snapshot).
 //!
 //! A key's versions may straddle chunks, so the merger only emits keys below the *bound*: the
 //! smallest last key buffered by an input that may have more. An input whose buffered rows are
@@ -70,7 +73,7 @@ struct Row<'a> {
 pub(crate) struct MergeRules {
     /// Keep every version newer than this and the newest at or below it.
     pub horizon: u64,
-    /// Drop the trailing deletes of each key.
+    /// Drop the trailing deletes at or below the horizon of each key.
     pub drop_deletes: bool,
     /// Cut an output once it reaches about this size...
     pub output_file_bytes: u64,
@@ -251,8 +254,10 @@ impl Merger {
             .position(|version| version.timestamp <= horizon)
             .map_or(versions.len(), |at| at + 1);
         if self.rules.drop_deletes {
-            while kept > 0 && is_delete(&batches[versions[kept - 1].batch], versions[kept - 1].row)
-            {
+            while kept > 0 && {
+                let oldest = &versions[kept - 1];
+                oldest.timestamp <= horizon && is_delete(&batches[oldest.batch], oldest.row)
+            } {
                 kept -= 1;
             }
         }

@@ -88,7 +88,12 @@ fn expected_kept(versions: &[Read], horizon: u64, drop_deletes: bool) -> usize {
         .iter()
         .position(|read| read.timestamp <= horizon)
         .map_or(versions.len(), |at| at + 1);
-    while drop_deletes && kept > 0 && versions[kept - 1].deleted {
+    // A delete newer than the horizon stays: a transaction's conflict check needs it.
+    while drop_deletes
+        && kept > 0
+        && versions[kept - 1].deleted
+        && versions[kept - 1].timestamp <= horizon
+    {
         kept -= 1;
     }
     kept

@@ -83,11 +83,14 @@ pub struct FlusherContext {
 }
 
 /// Flushes wait while level 0 has `files` SSTs or more, until compaction makes room — unless
-/// the database is closing.
+/// the database is closing, or for at most `max_wait`: compaction that cannot make progress
+/// (its storage failing, say) costs read speed, never a flush that waits forever.
 #[derive(Debug)]
 pub struct Level0Stop {
     /// The stop threshold.
     pub files: usize,
+    /// The longest one flush waits.
+    pub max_wait: Duration,
     /// Where the current version is.
     pub visibility: Arc<Visibility>,
     /// Whether the database is closing (then flushes no longer wait).
@@ -199,7 +202,17 @@ impl Flusher {
             files = stop.files,
             "level 0 is full; the flush waits for compaction"
         );
+        let deadline = context.runtime.now() + stop.max_wait;
         while level0_files() >= stop.files && stop.lifecycle.check().is_ok() {
+            if context.runtime.now() >= deadline {
+                tracing::warn!(
+                    files = level0_files(),
+                    waited = ?stop.max_wait,
+                    "compaction made no room in level 0; the flush goes ahead"
+                );
+                probe::hit(&*context.runtime, Probe::FlushStopTimedOut);
+                return;
+            }
             context.runtime.sleep(LEVEL0_POLL).await;
         }
     }
