@@ -187,7 +187,9 @@ impl DbInner {
         Err(Error::new(
             ErrorKind::Io,
             format!(
-                "the memtables are full ({} of {} bytes in use) and flushing freed no room within                  {:?}; this write of {bytes} bytes was not applied. Check the storage (flushes may                  be failing or slow), or raise memtable_bytes or write_stall_timeout.",
+                "the memtables are full ({} of {} bytes in use) and flushing freed no room within \
+                {:?}; this write of {bytes} bytes was not applied. Check the storage (flushes may \
+                be failing or slow), or raise memtable_bytes or write_stall_timeout.",
                 inner.budget.used(),
                 inner.budget.limit(),
                 inner.options.write_stall_timeout,

@@ -57,8 +57,8 @@ fn swarm(seeds: Range<u64>) {
     for kind in FaultKind::ALL {
         assert!(faults.contains(&kind), "no seed met {kind}");
     }
-    // ...and took the recovery paths those faults open, and compacted, collected garbage and
-    // held writes back under them.
+    // ...and took the recovery paths those faults open, and compacted, collected garbage, held
+    // writes back and refused conflicting transactions under them.
     for probe in [
         Probe::WalReplayedSegmentSynced,
         Probe::RecoveryReplayed,
@@ -71,6 +71,8 @@ fn swarm(seeds: Range<u64>) {
         Probe::CompactionFailed,
         Probe::GcDeleted,
         Probe::WriteSlowdown,
+        Probe::TransactionConflict,
+        Probe::TransactionConflictInSst,
     ] {
         assert!(
             probes.contains(probe.name()),

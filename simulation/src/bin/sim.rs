@@ -193,9 +193,10 @@ fn print_report(args: &Args, report: &SeedReport, wall: Duration) {
     }
     println!("probes reached: {}", format_counts(&report.probes));
     println!(
-        "{} operations, {} reads checked, {:.1} s virtual in {:.2} s, trace hash {:#018x} over {} events",
+        "{} operations, {} reads and {} transactions checked, {:.1} s virtual in {:.2} s, trace hash {:#018x} over {} events",
         report.operations,
         report.reads_checked,
+        report.transactions_checked,
         report.virtual_time.as_secs_f64(),
         wall.as_secs_f64(),
         report.trace_hash,

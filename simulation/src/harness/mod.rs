@@ -94,6 +94,8 @@ pub struct SeedReport {
     pub operations: u64,
     /// Reads checked against the model.
     pub reads_checked: u64,
+    /// Transactions checked against the others' commits (first committer wins).
+    pub transactions_checked: u64,
     /// Virtual time the run took.
     pub virtual_time: Duration,
     /// The faults injected.
@@ -155,6 +157,7 @@ pub fn run_seed(seed: u64, options: &RunOptions) -> SeedReport {
         failure,
         operations: run.shared.done.load(Ordering::SeqCst),
         reads_checked: run.reads_checked,
+        transactions_checked: run.transactions_checked,
         virtual_time: sim.now().since_origin(),
         ledger: storage.ledger(),
         plan,
@@ -187,6 +190,7 @@ struct Run {
     random: fastrand::Rng,
     story: Vec<String>,
     reads_checked: u64,
+    transactions_checked: u64,
     shared: Arc<Shared>,
     config: DbConfig,
 }
@@ -315,6 +319,7 @@ impl Run {
                 config.retain_versions,
             )],
             reads_checked: 0,
+            transactions_checked: 0,
             shared,
             config,
         }
@@ -586,6 +591,7 @@ impl Run {
         let mut model = self.shared.model();
         model.fail_pending()?;
         self.reads_checked += model.check_observations()? as u64;
+        self.transactions_checked += model.check_transactions()? as u64;
         Ok(())
     }
 }

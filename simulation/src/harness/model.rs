@@ -11,6 +11,12 @@
 //!
 //! Reads are recorded with the timestamp they read at and checked when every commit that could
 //! matter has an outcome: at the end of each incarnation of the database.
+//!
+//! A transaction's commit also records the snapshot it read. Once every commit has an outcome,
+//! first committer wins is checked both ways: an acknowledged transaction must not have written
+//! a key that has an acknowledged version between its snapshot and its own timestamp, and a
+//! transaction refused with a conflict must have written a key that someone else wrote after
+//! its snapshot.
 
 use std::collections::BTreeMap;
 
@@ -23,9 +29,14 @@ pub(crate) type Write = (u64, bool);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Pending,
-    Acknowledged { ts: u64, durable: bool },
+    Acknowledged {
+        ts: u64,
+        durable: bool,
+    },
     Unknown,
     Lost,
+    /// A transaction's commit that failed with a conflict: it took no effect.
+    Refused,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +44,8 @@ struct Commit {
     writes: Vec<Write>,
     /// Every timestamp acknowledged before the commit was issued: its own is higher.
     above: u64,
+    /// A transaction's snapshot timestamp.
+    read_at: Option<u64>,
     outcome: Outcome,
 }
 
@@ -57,6 +70,8 @@ pub(crate) struct Model {
     /// Keys written by unknown commits, with the lowest timestamp such a commit may have.
     uncertain: BTreeMap<u64, u64>,
     observations: Vec<Observation>,
+    /// Transactions whose outcome is still to check against the others'.
+    transactions: Vec<CommitId>,
     /// The newest acknowledged timestamp.
     newest: u64,
 }
@@ -67,9 +82,26 @@ impl Model {
         let commit = Commit {
             writes,
             above: self.newest,
+            read_at: None,
             outcome: Outcome::Pending,
         };
         self.commits.insert(id, commit);
+    }
+
+    /// Records a transaction's commit about to be issued, of a transaction that read at
+    /// `read_at`.
+    pub(crate) fn issue_transaction(&mut self, id: CommitId, writes: Vec<Write>, read_at: u64) {
+        self.issue(id, writes);
+        if let Some(commit) = self.commits.get_mut(&id) {
+            commit.read_at = Some(read_at);
+        }
+        self.transactions.push(id);
+    }
+
+    /// Records that a transaction's commit failed with a conflict: it took no effect.
+    pub(crate) fn refuse(&mut self, id: CommitId) -> Result<(), String> {
+        self.commit_mut(id)?.outcome = Outcome::Refused;
+        Ok(())
     }
 
     /// Records a commit's acknowledgement at `ts`; `durable` if it promised to survive power
@@ -205,6 +237,62 @@ impl Model {
             self.check(observation)?;
         }
         Ok(observations.len())
+    }
+
+    /// Checks every transaction recorded since the last call against the others (first
+    /// committer wins, both ways) and forgets them. Call once every commit has an outcome.
+    pub(crate) fn check_transactions(&mut self) -> Result<usize, String> {
+        let transactions = std::mem::take(&mut self.transactions);
+        for &id in &transactions {
+            let commit = self.commit_mut(id)?.clone();
+            let Some(read_at) = commit.read_at else {
+                continue;
+            };
+            match commit.outcome {
+                Outcome::Acknowledged { ts, .. } => {
+                    for &(key, _) in &commit.writes {
+                        let newer = self
+                            .versions
+                            .get(&key)
+                            .and_then(|versions| versions.range(read_at + 1..ts).next());
+                        if let Some((&other_ts, other)) = newer {
+                            return Err(format!(
+                                "transaction {id:#x} (snapshot at {read_at}) committed at {ts}, \
+                                although key {key} has a version committed at {other_ts} \
+                                ({}) after its snapshot",
+                                describe(*other)
+                            ));
+                        }
+                    }
+                }
+                Outcome::Refused => {
+                    let written_since = |key: u64| {
+                        self.versions
+                            .get(&key)
+                            .is_some_and(|versions| versions.range(read_at + 1..).next().is_some())
+                            || self.commits.iter().any(|(&other, commit)| {
+                                other != id
+                                    && matches!(commit.outcome, Outcome::Unknown | Outcome::Lost)
+                                    && commit.writes.iter().any(|&(written, _)| written == key)
+                            })
+                    };
+                    if !commit.writes.iter().any(|&(key, _)| written_since(key)) {
+                        return Err(format!(
+                            "transaction {id:#x} (snapshot at {read_at}) was refused with a \
+                            conflict, but nobody else wrote any of its keys {:?} after its \
+                            snapshot",
+                            commit
+                                .writes
+                                .iter()
+                                .map(|&(key, _)| key)
+                                .collect::<Vec<_>>()
+                        ));
+                    }
+                }
+                Outcome::Pending | Outcome::Unknown | Outcome::Lost => {}
+            }
+        }
+        Ok(transactions.len())
     }
 
     /// Checks one read now.

@@ -1,7 +1,10 @@
-//! The workload: concurrent clients doing what users do — upserts, deletes, lookups, filtered
-//! scans, snapshots held across other work, time-travel reads, flushes, compactions and GC
-//! sweeps — each operation drawn from the seed, each answer handed to the model.
+//! The workload: concurrent clients doing what users do — upserts, deletes, transactions,
+//! lookups, filtered scans, snapshots held across other work, time-travel reads, flushes,
+//! compactions and GC sweeps — each operation drawn from the seed, each answer handed to the
+//! model.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -13,7 +16,9 @@ use damselfly::arrow_array::types::UInt64Type;
 use damselfly::arrow_array::{RecordBatch, UInt64Array};
 use damselfly::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use damselfly::runtime::Runtime;
-use damselfly::{Db, Error, ErrorKind, Expr, Snapshot};
+use damselfly::{
+    CommitMode, Db, Error, ErrorKind, Expr, Key, Scan, Snapshot, Timestamp, Transaction,
+};
 
 use super::model::{CommitId, Model, Observation, Write};
 
@@ -138,8 +143,9 @@ pub(crate) async fn client(
         let commit = shared.last_commit.fetch_add(1, Ordering::SeqCst) + 1;
         // Flushes and manual compactions are rare: the engine flushes and compacts on its own.
         let result = match random.u16(0..1000) {
-            0..=499 => write(&db, &shared, &mut random, commit, false).await,
-            500..=649 => write(&db, &shared, &mut random, commit, true).await,
+            0..=419 => write(&db, &shared, &mut random, commit, false).await,
+            420..=549 => write(&db, &shared, &mut random, commit, true).await,
+            550..=649 => transaction(&db, &shared, &mut random, &runtime, commit).await,
             650..=849 => read(&db, &shared, &mut random, None).await,
             850..=879 => stable_snapshot(&db, &shared, &mut random, &runtime).await,
             880..=994 => {
@@ -193,25 +199,10 @@ async fn write(
     commit: CommitId,
     delete: bool,
 ) -> Result<Next, Error> {
-    let count = random.u64(1..9);
-    let mut keys: Vec<u64> = if random.bool() {
-        let first = random.u64(0..KEYS - count);
-        (first..first + count).collect()
-    } else {
-        (0..count).map(|_| random.u64(0..KEYS)).collect()
-    };
-    keys.sort_unstable();
-    keys.dedup();
+    let keys = some_keys(random);
     let writes: Vec<Write> = keys.iter().map(|&key| (key, delete)).collect();
     shared.model().issue(commit, writes);
-    let batch = RecordBatch::try_new(
-        schema(),
-        vec![
-            Arc::new(UInt64Array::from(keys.clone())),
-            Arc::new(UInt64Array::from(vec![commit; keys.len()])),
-        ],
-    )
-    .expect("two non-null u64 columns of one length fit the schema");
+    let batch = rows_of(&keys, commit);
     let result = if delete {
         db.ingest_with_tombstones(batch, vec![true; keys.len()])
             .await
@@ -231,6 +222,208 @@ async fn write(
     result.map(|_| Next::Continue)
 }
 
+/// A few keys: a run of neighbours or scattered ones, sorted, without duplicates.
+fn some_keys(random: &mut fastrand::Rng) -> Vec<u64> {
+    let count = random.u64(1..9);
+    let mut keys: Vec<u64> = if random.bool() {
+        let first = random.u64(0..KEYS - count);
+        (first..first + count).collect()
+    } else {
+        (0..count).map(|_| random.u64(0..KEYS)).collect()
+    };
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// Rows of `keys`, written by `commit`.
+fn rows_of(keys: &[u64], commit: CommitId) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(UInt64Array::from(keys.to_vec())),
+            Arc::new(UInt64Array::from(vec![commit; keys.len()])),
+        ],
+    )
+    .expect("two non-null u64 columns of one length fit the schema")
+}
+
+/// A transaction: a few staged upserts and deletes, with reads of its own view and pauses (a
+/// sleep, or a flush and a compaction) between them, then a commit — waiting for durability or only for visibility — or an abort. Every read
+/// must show the transaction's own writes over its snapshot; the commit's outcome goes to the
+/// model, which checks first committer wins once every commit has an outcome.
+async fn transaction(
+    db: &Db,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+    runtime: &Arc<dyn Runtime>,
+    commit: CommitId,
+) -> Result<Next, Error> {
+    let mut tx = db.begin_transaction().await?;
+    // Key → whether the transaction's last write of it deletes it.
+    let mut staged: BTreeMap<u64, bool> = BTreeMap::new();
+    for _ in 0..random.usize(1..6) {
+        match random.u8(0..6) {
+            // Others commit meanwhile; their versions may move to SSTs and be compacted, deletes
+            // at the bottom level dropped — except what this transaction's commit must check.
+            5 => match random.u8(0..3) {
+                0 => {
+                    db.flush().await?;
+                    db.compact().await?;
+                }
+                _ => {
+                    runtime
+                        .sleep(Duration::from_millis(random.u64(1..100)))
+                        .await
+                }
+            },
+            0 => {
+                let key = random.u64(0..KEYS);
+                tx.delete(key)?;
+                staged.insert(key, true);
+            }
+            1 | 2 => {
+                let keys = some_keys(random);
+                tx.upsert(rows_of(&keys, commit))?;
+                staged.extend(keys.into_iter().map(|key| (key, false)));
+            }
+            _ => {
+                let Some(observation) =
+                    read_own_writes(&tx, &staged, commit, shared, random).await?
+                else {
+                    return Ok(Next::Stop);
+                };
+                if let Next::Stop = record(shared, observation) {
+                    return Ok(Next::Stop);
+                }
+            }
+        }
+    }
+    let read_at = tx.timestamp();
+    match random.u8(0..10) {
+        0 => {
+            tx.abort();
+            return Ok(Next::Continue);
+        }
+        1 if !staged.is_empty() => {
+            drop(tx);
+            return Ok(Next::Continue);
+        }
+        _ if staged.is_empty() => {
+            let committed = tx.commit().await?;
+            if committed != read_at {
+                shared.fail(format!(
+                    "a transaction without writes committed at {committed}, not at its snapshot {read_at}"
+                ));
+                return Ok(Next::Stop);
+            }
+            return Ok(Next::Continue);
+        }
+        _ => {}
+    }
+    let writes: Vec<Write> = staged.into_iter().collect();
+    shared
+        .model()
+        .issue_transaction(commit, writes, read_at.get());
+    let mode = if random.bool() {
+        CommitMode::Durable
+    } else {
+        CommitMode::Visible
+    };
+    let result = tx.commit_with(mode).await;
+    let conflict = matches!(&result, Err(error) if error.kind() == ErrorKind::Conflict);
+    let mut model = shared.model();
+    let recorded = match &result {
+        Ok(ts) => model.acknowledge(
+            commit,
+            ts.get(),
+            shared.durable_acks && mode == CommitMode::Durable,
+        ),
+        Err(_) if conflict => model.refuse(commit),
+        Err(_) => model.fail(commit),
+    };
+    drop(model);
+    if let Err(failure) = recorded {
+        shared.fail(failure);
+        return Ok(Next::Stop);
+    }
+    match result {
+        Err(_) if conflict => Ok(Next::Continue),
+        other => other.map(|_| Next::Continue),
+    }
+}
+
+/// Reads `tx` with a query drawn at random: every key it wrote (`staged`, by `commit`) must
+/// show its own last write; what the other keys show is returned, to be checked against the
+/// model at the transaction's snapshot. `None` if the answer broke a promise (recorded).
+async fn read_own_writes(
+    tx: &Transaction,
+    staged: &BTreeMap<u64, bool>,
+    commit: CommitId,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+) -> Result<Option<Observation>, Error> {
+    let Some(mut observation) = read_view(tx, shared, random).await? else {
+        return Ok(None);
+    };
+    observation.what = format!("transaction {commit:#x}: {}", observation.what);
+    for (&key, &deleted) in staged {
+        let Some(seen) = observation.seen.remove(&key) else {
+            continue;
+        };
+        let passes = observation
+            .commit_at_least
+            .is_none_or(|least| commit >= least);
+        let expected = (!deleted && passes).then_some(commit);
+        if seen != expected {
+            shared.fail(format!(
+                "{} at ts {}: key {key} shows {seen:?}, but the transaction's own last write of \
+                it is {}",
+                observation.what,
+                observation.ts,
+                if deleted { "a delete" } else { "an upsert" }
+            ));
+            return Ok(None);
+        }
+    }
+    Ok(Some(observation))
+}
+
+/// What the workload reads through: a snapshot or a transaction.
+trait View {
+    fn timestamp(&self) -> Timestamp;
+    fn scan(&self) -> Scan;
+    fn get(&self, key: Key) -> impl Future<Output = Result<Option<RecordBatch>, Error>>;
+}
+
+impl View for Snapshot {
+    fn timestamp(&self) -> Timestamp {
+        Snapshot::timestamp(self)
+    }
+
+    fn scan(&self) -> Scan {
+        Snapshot::scan(self)
+    }
+
+    fn get(&self, key: Key) -> impl Future<Output = Result<Option<RecordBatch>, Error>> {
+        Snapshot::get(self, key)
+    }
+}
+
+impl View for Transaction {
+    fn timestamp(&self) -> Timestamp {
+        Transaction::timestamp(self)
+    }
+
+    fn scan(&self) -> Scan {
+        Transaction::scan(self)
+    }
+
+    fn get(&self, key: Key) -> impl Future<Output = Result<Option<RecordBatch>, Error>> {
+        Transaction::get(self, key)
+    }
+}
+
 /// One read through a snapshot — now, or at `at` (time travel) — of a kind drawn at random:
 /// a full scan, a key range, a filter on the commit column (MVCC-correct pushdown), or a get.
 async fn read(
@@ -247,7 +440,7 @@ async fn read(
         },
         None => db.begin_snapshot().await?,
     };
-    match read_snapshot(&snapshot, shared, random).await? {
+    match read_view(&snapshot, shared, random).await? {
         Some(observation) => Ok(record(shared, observation)),
         None => Ok(Next::Stop),
     }
@@ -258,8 +451,8 @@ type KeyScope = Box<dyn Fn(u64) -> bool>;
 
 /// Reads one random kind of query from `snapshot`; `None` if the answer broke a promise of
 /// its own (recorded in `shared`).
-async fn read_snapshot(
-    snapshot: &Snapshot,
+async fn read_view(
+    snapshot: &impl View,
     shared: &Shared,
     random: &mut fastrand::Rng,
 ) -> Result<Option<Observation>, Error> {
@@ -301,7 +494,7 @@ async fn read_snapshot(
         }
         _ => {
             let key = random.u64(0..KEYS);
-            let batches = snapshot.get(key).await?.into_iter().collect();
+            let batches = snapshot.get(Key::from(key)).await?.into_iter().collect();
             (
                 format!("get {key}"),
                 batches,
