@@ -1,6 +1,6 @@
 //! The main job: create a database in a local folder, ingest 1,000,000 rows, run a filtered
 //! scan and point lookups, delete some rows and read the table as it was before (time travel),
-//! flush everything to Parquet SSTs, export a snapshot to a plain Parquet file, close, reopen and
+//! let two transactions race for one row (the second gets a conflict), flush everything to Parquet SSTs, export a snapshot to a plain Parquet file, close, reopen and
 //! check every row.
 //!
 //! ```sh
@@ -23,7 +23,7 @@ use damselfly::arrow_array::{
 };
 use damselfly::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use damselfly::runtime::TokioRuntime;
-use damselfly::{DbBuilder, Expr, Key};
+use damselfly::{DbBuilder, ErrorKind, Expr, Key};
 
 const ROWS: u64 = 1_000_000;
 const BATCH_ROWS: u64 = 10_000;
@@ -184,6 +184,32 @@ async fn run(folder: &std::path::Path) -> Result<(), Box<dyn Error>> {
             "expected {} rows now and {ROWS} before the delete",
             ROWS - DELETED
         ),
+    )?;
+
+    // Two transactions read the same row and write it back: the first to commit wins; the
+    // other gets a conflict and applies nothing.
+    let id = ROWS - 1;
+    let mut first = db.begin_transaction().await?;
+    let mut second = db.begin_transaction().await?;
+    for tx in [&mut first, &mut second] {
+        let row = tx
+            .get(Key::from(id))
+            .await?
+            .ok_or(format!("row {id} is missing"))?;
+        tx.upsert(row)?;
+    }
+    let committed = first.commit().await?;
+    let refused = second.commit().await;
+    println!(
+        "two transactions rewrote row {id}: the first committed at {committed}; the second: {}",
+        match &refused {
+            Ok(at) => format!("committed at {at}"),
+            Err(error) => error.to_string(),
+        }
+    );
+    check(
+        matches!(&refused, Err(error) if error.kind() == ErrorKind::Conflict),
+        "the second transaction should have met a conflict".to_owned(),
     )?;
 
     let started = Instant::now();

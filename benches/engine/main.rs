@@ -16,6 +16,7 @@
 mod compaction;
 mod data;
 mod reads;
+mod transactions;
 mod writes;
 
 use std::future::Future;
@@ -67,7 +68,7 @@ impl Report {
 }
 
 /// Workloads and the runtimes they run on ("-": no engine involved).
-const WORKLOADS: [(&str, &[&str]); 10] = [
+const WORKLOADS: [(&str, &[&str]); 11] = [
     ("fsync-baseline", &["-"]),
     ("ingest", &["tokio", "smol"]),
     ("ingest-4", &["tokio", "smol"]),
@@ -78,6 +79,7 @@ const WORKLOADS: [(&str, &[&str]); 10] = [
     ("ingest-10m", &["tokio", "smol"]),
     ("compaction-off", &["tokio", "smol"]),
     ("compaction", &["tokio", "smol"]),
+    ("transactions", &["tokio", "smol"]),
 ];
 
 fn main() {
@@ -171,6 +173,7 @@ fn engine(
             "ingest-10m" => writes::ingest_10m(runtime, &folder).await,
             "compaction-off" => compaction::compaction_off(runtime, &folder).await,
             "compaction" => compaction::compaction_on(runtime, &folder).await,
+            "transactions" => transactions::transactions(runtime, &folder).await,
             _ => writes::engine_workload(&workload, runtime, &folder).await,
         }
     }

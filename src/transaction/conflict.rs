@@ -86,9 +86,9 @@ pub(crate) fn conflict(
     Error::new(
         ErrorKind::Conflict,
         format!(
-            "transaction conflict on key ({}): it was committed at timestamp {newer}, after this \
-             transaction's snapshot at {read_at}; nothing of the transaction was applied — run \
-             it again in a new transaction",
+            "key ({}) was committed at timestamp {newer}, after this transaction's snapshot at \
+             {read_at}; nothing of the transaction was applied — run it again in a new \
+             transaction",
             values.join(", ")
         ),
     )

@@ -124,6 +124,23 @@ pub fn events_builder() -> DbBuilder {
     DbBuilder::from_schema_key_name(events_schema(), "id").expect("a valid table")
 }
 
+/// The events table on `storage` with leveled compaction that compacts level 0 from two files
+/// on, no automatic compaction (the tests decide when), and GC without a grace period.
+pub fn manual_compaction(storage: &Arc<damselfly::storage::MemoryStorage>) -> DbBuilder {
+    use damselfly::compaction::{CompactionOptions, CompactionStrategy, LeveledOptions};
+    events_builder()
+        .on_storage(storage.clone())
+        .automatic_compaction(false)
+        .gc_grace_period(std::time::Duration::ZERO)
+        .compaction(CompactionOptions {
+            strategy: CompactionStrategy::Leveled(LeveledOptions {
+                level0_file_trigger: 2,
+                ..LeveledOptions::default()
+            }),
+            ..CompactionOptions::default()
+        })
+}
+
 /// Rows of the events table for `ids`; every value is derived from the id and `version`, so a
 /// test can tell versions apart: score = id * 10 + version.
 pub fn events(ids: &[u64], version: i64) -> RecordBatch {

@@ -10,28 +10,11 @@ use std::time::Duration;
 
 use crate::common::*;
 use damselfly::compaction::{
-    CompactionExecutor, CompactionJob, CompactionOptions, CompactionOutcome, CompactionStrategy,
-    LeveledOptions, LocalExecutor,
+    CompactionExecutor, CompactionJob, CompactionOptions, CompactionOutcome, LocalExecutor,
 };
 use damselfly::runtime::BoxFuture;
 use damselfly::storage::{MemoryStorage, Storage};
-use damselfly::{Db, DbBuilder, Key, Timestamp};
-
-/// Leveled compaction that compacts level 0 from two files on, and no automatic compaction:
-/// the tests decide when.
-fn manual(storage: &Arc<MemoryStorage>) -> DbBuilder {
-    events_builder()
-        .on_storage(storage.clone())
-        .automatic_compaction(false)
-        .gc_grace_period(Duration::ZERO)
-        .compaction(CompactionOptions {
-            strategy: CompactionStrategy::Leveled(LeveledOptions {
-                level0_file_trigger: 2,
-                ..LeveledOptions::default()
-            }),
-            ..CompactionOptions::default()
-        })
-}
+use damselfly::{Db, Key, Timestamp};
 
 /// Ten rounds over keys 0..100: round r upserts the keys `k % 10 == r` with version r and
 /// deletes the keys `k % 5 == (r + 1) % 5` (some written before, some never); a flush after
@@ -83,7 +66,7 @@ async fn sst_files(storage: &MemoryStorage) -> Result<BTreeSet<String>, damselfl
 runtime_test!(
     async fn reads_snapshots_and_time_travel_are_the_same_after_compaction(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).open(runtime.clone()).await?;
+        let db = manual_compaction(&storage).open(runtime.clone()).await?;
         let timestamps = ten_rounds(&db).await?;
         let before = every_version(&db, &timestamps).await?;
         let held = db.begin_snapshot().await?;
@@ -103,7 +86,7 @@ runtime_test!(
         drop(held);
 
         db.close().await?;
-        let db = manual(&storage).open(runtime).await?;
+        let db = manual_compaction(&storage).open(runtime).await?;
         assert_eq!(every_version(&db, &timestamps).await?, before, "after reopening");
         db.close().await
     }
@@ -112,7 +95,7 @@ runtime_test!(
 runtime_test!(
     async fn versions_beyond_the_retention_and_bottom_deletes_disappear(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).retain_versions(1).open(runtime.clone()).await?;
+        let db = manual_compaction(&storage).retain_versions(1).open(runtime.clone()).await?;
         let timestamps = ten_rounds(&db).await?;
         let newest = every_version(&db, &timestamps[timestamps.len() - 1..]).await?;
         db.compact().await?;
@@ -137,7 +120,7 @@ runtime_test!(
 runtime_test!(
     async fn gc_deletes_replaced_files_only_once_no_snapshot_holds_them(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).open(runtime.clone()).await?;
+        let db = manual_compaction(&storage).open(runtime.clone()).await?;
         ten_rounds(&db).await?;
         let flushed = sst_files(&storage).await?;
         let held = db.begin_snapshot().await?;
@@ -167,7 +150,7 @@ runtime_test!(
 runtime_test!(
     async fn orphans_left_by_an_earlier_writer_are_collected_after_the_grace_period(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).open(runtime.clone()).await?;
+        let db = manual_compaction(&storage).open(runtime.clone()).await?;
         db.ingest(events(&[1, 2, 3], 0)).await?;
         db.flush().await?;
         let live = sst_files(&storage).await?;
@@ -176,12 +159,15 @@ runtime_test!(
         let orphan = format!("sst/{:020}.parquet", (1u64 << 32) + 1000);
         storage.put(&orphan, bytes::Bytes::from_static(b"never published")).await?;
 
-        let db = manual(&storage).gc_grace_period(Duration::from_secs(3600)).open(runtime.clone()).await?;
+        let db = manual_compaction(&storage)
+            .gc_grace_period(Duration::from_secs(3600))
+            .open(runtime.clone())
+            .await?;
         let report = db.gc().await?;
         assert_eq!(report.waiting, std::slice::from_ref(&orphan), "within the grace period the orphan waits");
         db.close().await?;
 
-        let db = manual(&storage).open(runtime).await?;
+        let db = manual_compaction(&storage).open(runtime).await?;
         let report = db.gc().await?;
         assert_eq!(report.deleted, [orphan]);
         assert_eq!(sst_files(&storage).await?, live);
@@ -219,7 +205,7 @@ runtime_test!(
         let storage = Arc::new(MemoryStorage::new());
         let jobs = Arc::new(AtomicU64::new(0));
         let counter = jobs.clone();
-        let db = manual(&storage)
+        let db = manual_compaction(&storage)
             .compaction_executor(move |local| {
                 Arc::new(Counting { local, jobs: counter.clone() }) as Arc<dyn CompactionExecutor>
             })
@@ -239,7 +225,7 @@ runtime_test!(
 runtime_test!(
     async fn automatic_compaction_keeps_level0_small(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).automatic_compaction(true).open(runtime).await?;
+        let db = manual_compaction(&storage).automatic_compaction(true).open(runtime).await?;
         let timestamps = ten_rounds(&db).await?;
         let before = every_version(&db, &timestamps).await?;
         db.compact().await?;
@@ -254,12 +240,12 @@ runtime_test!(
 runtime_test!(
     async fn a_full_level0_found_at_open_is_compacted_so_flushes_go_on(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).open(runtime.clone()).await?;
+        let db = manual_compaction(&storage).open(runtime.clone()).await?;
         ten_rounds(&db).await?;
         db.close().await?;
         // Level 0 holds ten files, far past the stop threshold: the first flush waits until
         // the compactor, which nothing but the open wakes, has made room.
-        let db = manual(&storage)
+        let db = manual_compaction(&storage)
             .automatic_compaction(true)
             .level0_write_thresholds(2, 2)
             .open(runtime)
@@ -277,12 +263,12 @@ runtime_test!(
 runtime_test!(
     async fn write_thresholds_below_what_compaction_is_due_at_are_refused(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let refused = manual(&storage)
+        let refused = manual_compaction(&storage)
             .level0_write_thresholds(1, 1)
             .open(runtime.clone())
             .await;
         assert_error(refused, damselfly::ErrorKind::InvalidInput, "stop at least 2");
-        let refused = manual(&storage)
+        let refused = manual_compaction(&storage)
             .compaction(CompactionOptions {
                 max_input_files: 1,
                 ..CompactionOptions::default()
@@ -323,7 +309,7 @@ runtime_test!(
 runtime_test!(
     async fn a_running_scan_keeps_its_files_through_compaction_and_gc(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).open(runtime).await?;
+        let db = manual_compaction(&storage).open(runtime).await?;
         ten_rounds(&db).await?;
         let expected = ids_and_scores(&db).await?;
         let mut stream = db.scan().batch_rows(7).stream().await?;

@@ -4,27 +4,10 @@
 //! SST, or was compacted (a delete included); aborted and dropped transactions leave no trace.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::common::*;
-use damselfly::compaction::{CompactionOptions, CompactionStrategy, LeveledOptions};
 use damselfly::storage::MemoryStorage;
-use damselfly::{CommitMode, Db, DbBuilder, ErrorKind, Expr, Key};
-
-/// Manual compaction only, level 0 compacted from two files, GC without a grace period.
-fn manual(storage: &Arc<MemoryStorage>) -> DbBuilder {
-    events_builder()
-        .on_storage(storage.clone())
-        .automatic_compaction(false)
-        .gc_grace_period(Duration::ZERO)
-        .compaction(CompactionOptions {
-            strategy: CompactionStrategy::Leveled(LeveledOptions {
-                level0_file_trigger: 2,
-                ..LeveledOptions::default()
-            }),
-            ..CompactionOptions::default()
-        })
-}
+use damselfly::{CommitMode, Db, ErrorKind, Expr, Key};
 
 /// The ids and scores of `batches`.
 fn pairs(batches: &[damselfly::arrow_array::RecordBatch]) -> Vec<(u64, i64)> {
@@ -43,7 +26,7 @@ async fn score_in(db: &Db, id: u64) -> Result<Option<i64>, damselfly::Error> {
 runtime_test!(
     async fn reads_see_the_snapshot_overlaid_with_the_transactions_own_writes(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage).open(runtime).await?;
+        let db = manual_compaction(&storage).open(runtime).await?;
         // Keys 0..20 in an SST, keys 20..30 in the memtable.
         db.ingest(events(&(0..20).collect::<Vec<_>>(), 0)).await?;
         db.flush().await?;
@@ -154,7 +137,7 @@ runtime_test!(
     async fn a_key_written_after_the_snapshot_conflicts_in_a_memtable_or_an_sst(runtime) {
         let storage = Arc::new(MemoryStorage::new());
         // Time travel keeps only the newest version: compaction may drop everything older.
-        let db = manual(&storage).retain_versions(1).open(runtime).await?;
+        let db = manual_compaction(&storage).retain_versions(1).open(runtime).await?;
         db.ingest(events(&[1, 2, 3], 0)).await?;
 
         // The newer version is still in the memtable.
@@ -324,7 +307,7 @@ runtime_test!(
 runtime_test!(
     async fn a_transaction_holds_its_snapshot_across_flush_compaction_and_gc(runtime) {
         let storage = Arc::new(MemoryStorage::new());
-        let db = manual(&storage)
+        let db = manual_compaction(&storage)
             .retain_versions(1)
             .open(runtime)
             .await?;

@@ -151,6 +151,22 @@ fn start(observed: &Observed, options: WalOptions) -> Running {
     }
 }
 
+/// A writer with the default options on gated storage, past the synced segment header it
+/// starts its part of the log with.
+fn start_gated() -> (Observed, Running, GateControl) {
+    let (storage, gate) = observed(true, false);
+    let gate = gate.expect("gated");
+    let running = start(&storage, WalOptions::default());
+    smol::block_on(async {
+        gate.entered
+            .recv()
+            .await
+            .expect("the start of the log is synced");
+        gate.release.send(()).await.expect("release the start");
+    });
+    (storage, running, gate)
+}
+
 async fn next_durable(durable: &Mailbox<MemtableMessage>) -> u64 {
     match durable.next(true).await {
         crate::kernel::Delivery::Message(MemtableMessage::Durable { through }) => through.get(),
@@ -174,16 +190,8 @@ async fn append_waiting(wal: &Address<WalMessage>, timestamp: u64, wait_for_sync
 
 #[test]
 fn commits_that_arrive_during_a_sync_share_the_next_one() {
-    let (storage, gate) = observed(true, false);
-    let GateControl { entered, release } = gate.expect("gated");
-    let running = start(&storage, WalOptions::default());
+    let (storage, running, GateControl { entered, release }) = start_gated();
     smol::block_on(async {
-        // The writer starts its part of the log with a synced segment header.
-        entered
-            .recv()
-            .await
-            .expect("the start of the log is synced");
-        release.send(()).await.expect("release the start");
         append(&running.wal, 1).await;
         entered.recv().await.expect("the first sync starts");
         // While it is in flight, nine more commits arrive.
@@ -213,15 +221,8 @@ fn commits_that_arrive_during_a_sync_share_the_next_one() {
 
 #[test]
 fn commits_that_do_not_wait_are_reported_written_then_synced_on_their_own() {
-    let (storage, gate) = observed(true, false);
-    let GateControl { entered, release } = gate.expect("gated");
-    let running = start(&storage, WalOptions::default());
+    let (storage, running, GateControl { entered, release }) = start_gated();
     smol::block_on(async {
-        entered
-            .recv()
-            .await
-            .expect("the start of the log is synced");
-        release.send(()).await.expect("release the start");
         append_waiting(&running.wal, 1, false).await;
         // Reported before any sync: the gate holds every synced append, and none has come.
         assert_eq!(next_durable(&running.durable).await, 1);
