@@ -144,3 +144,51 @@ fn zero_value(data_type: &DataType, rows: usize) -> Result<ArrayData, Error> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::Array;
+    use arrow_schema::{DataType, Field, Fields, IntervalUnit, TimeUnit};
+
+    use super::zero_value;
+
+    #[test]
+    fn every_column_type_has_a_valid_zero_value_without_nulls() {
+        let item = Arc::new(Field::new("item", DataType::Int32, false));
+        let types = [
+            DataType::Boolean,
+            DataType::Int8,
+            DataType::UInt64,
+            DataType::Float64,
+            DataType::Utf8,
+            DataType::LargeUtf8,
+            DataType::Utf8View,
+            DataType::Binary,
+            DataType::BinaryView,
+            DataType::FixedSizeBinary(16),
+            DataType::Date32,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Interval(IntervalUnit::MonthDayNano),
+            DataType::Decimal128(20, 3),
+            DataType::List(Arc::clone(&item)),
+            DataType::LargeList(Arc::clone(&item)),
+            DataType::FixedSizeList(Arc::clone(&item), 3),
+            DataType::Struct(Fields::from(vec![
+                Field::new("a", DataType::Int64, false),
+                Field::new("b", DataType::Utf8, true),
+            ])),
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        ];
+        for data_type in types {
+            let data =
+                zero_value(&data_type, 1).unwrap_or_else(|error| panic!("{data_type}: {error}"));
+            let array = arrow_array::make_array(data);
+            assert_eq!(array.len(), 1, "{data_type}");
+            assert_eq!(array.null_count(), 0, "{data_type}");
+            assert_eq!(array.data_type(), &data_type);
+            array.to_data().validate_full().expect("a valid array");
+        }
+    }
+}
