@@ -128,45 +128,43 @@ impl DbInner {
     /// Delays a write while level 0 is past its slowdown threshold: a millisecond for every
     /// file past it, so that ingest gives compaction room before flushes have to stop.
     async fn slow_down(&self) {
-        let inner = self;
-        if !inner.options.automatic_compaction {
+        if !self.options.automatic_compaction {
             return;
         }
         let level0_files = {
-            let (view, _) = inner.visibility.snapshot();
+            let (view, _) = self.visibility.snapshot();
             view.version.version.level(0).len()
         };
-        let Some(excess) = (level0_files + 1).checked_sub(inner.options.level0_slowdown_files)
+        let Some(excess) = (level0_files + 1).checked_sub(self.options.level0_slowdown_files)
         else {
             return;
         };
-        inner.metrics.write_slowdowns.add(1);
-        probe::hit(&*inner.runtime, Probe::WriteSlowdown);
+        self.metrics.write_slowdowns.add(1);
+        probe::hit(&*self.runtime, Probe::WriteSlowdown);
         let delay = SLOWDOWN_STEP * u32::try_from(excess).unwrap_or(u32::MAX);
-        inner.runtime.sleep(delay.min(SLOWDOWN_MAX)).await;
+        self.runtime.sleep(delay.min(SLOWDOWN_MAX)).await;
     }
 
     /// Waits until the memtable budget has room for `bytes` — memory comes back as flushes
     /// complete — up to the stall timeout.
     async fn admit(&self, bytes: usize) -> Result<(), Error> {
-        let inner = self;
-        if inner.budget.try_reserve(bytes) {
+        if self.budget.try_reserve(bytes) {
             return Ok(());
         }
-        inner.metrics.write_stalls.add(1);
-        let deadline = inner.runtime.now() + inner.options.write_stall_timeout;
+        self.metrics.write_stalls.add(1);
+        let deadline = self.runtime.now() + self.options.write_stall_timeout;
         loop {
             // Listen before trying again, so a release in between is not missed.
-            let released = inner.budget.listen();
-            if inner.budget.try_reserve(bytes) {
+            let released = self.budget.listen();
+            if self.budget.try_reserve(bytes) {
                 return Ok(());
             }
-            let remaining = deadline.saturating_duration_since(inner.runtime.now());
+            let remaining = deadline.saturating_duration_since(self.runtime.now());
             if remaining.is_zero() {
                 break;
             }
             let failed = async {
-                inner.lifecycle.failed().await;
+                self.lifecycle.failed().await;
                 Stall::Failed
             };
             let released = async {
@@ -174,25 +172,25 @@ impl DbInner {
                 Stall::Released
             };
             let timed_out = async {
-                inner.runtime.sleep(remaining).await;
+                self.runtime.sleep(remaining).await;
                 Stall::TimedOut
             };
             match failed.or(released.or(timed_out)).await {
-                Stall::Failed => return Err(inner.unavailable()),
+                Stall::Failed => return Err(self.unavailable()),
                 Stall::Released => {}
                 Stall::TimedOut => break,
             }
         }
-        inner.metrics.write_stall_timeouts.add(1);
+        self.metrics.write_stall_timeouts.add(1);
         Err(Error::new(
             ErrorKind::Io,
             format!(
                 "the memtables are full ({} of {} bytes in use) and flushing freed no room within \
                 {:?}; this write of {bytes} bytes was not applied. Check the storage (flushes may \
                 be failing or slow), or raise memtable_bytes or write_stall_timeout.",
-                inner.budget.used(),
-                inner.budget.limit(),
-                inner.options.write_stall_timeout,
+                self.budget.used(),
+                self.budget.limit(),
+                self.options.write_stall_timeout,
             ),
         ))
     }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::common::*;
+use damselfly::runtime::RuntimeExt;
 use damselfly::storage::MemoryStorage;
 use damselfly::{CommitMode, Db, ErrorKind, Expr, Key};
 
@@ -331,6 +332,154 @@ runtime_test!(
             pairs(&db.scan().collect().await?),
             [(1, 15), (3, 35), (4, 40)]
         );
+        db.close().await
+    }
+);
+
+/// Accounts of the bank: ids `0..ACCOUNTS`, balances in `score`.
+const ACCOUNTS: u64 = 16;
+const OPENING_BALANCE: i64 = 1_000;
+const CLIENTS: u64 = 6;
+
+/// The sum of the balances `snapshot` sees, after checking every account is there and none is
+/// overdrawn: a snapshot that saw half a transfer would see money made or lost.
+async fn audit(snapshot: &damselfly::Snapshot) -> Result<i64, damselfly::Error> {
+    let accounts = pairs(&snapshot.scan().collect().await?);
+    assert_eq!(
+        accounts.len() as u64,
+        ACCOUNTS,
+        "every account, at {snapshot:?}"
+    );
+    assert!(
+        accounts.iter().all(|&(_, balance)| balance >= 0),
+        "an overdrawn account at {snapshot:?}: {accounts:?}"
+    );
+    Ok(accounts.iter().map(|&(_, balance)| balance).sum())
+}
+
+/// Moves a random amount between two random accounts in one transaction, running it again after
+/// each conflict. Returns the conflicts it met.
+async fn transfer(db: &Db, random: &mut fastrand::Rng) -> Result<u64, damselfly::Error> {
+    let mut conflicts = 0;
+    loop {
+        let from = random.u64(0..ACCOUNTS);
+        let to = (from + random.u64(1..ACCOUNTS)) % ACCOUNTS;
+        let amount = random.i64(1..=100);
+        let mut tx = db.begin_transaction().await?;
+        let balance = |row: Option<damselfly::arrow_array::RecordBatch>| {
+            row.map(|row| i64_column(&[row], "score")[0])
+                .expect("every account exists")
+        };
+        let from_balance = balance(tx.get(from).await?);
+        let to_balance = balance(tx.get(to).await?);
+        if from_balance < amount {
+            tx.abort();
+            return Ok(conflicts);
+        }
+        tx.upsert(events_scored(
+            &[from, to],
+            &[from_balance - amount, to_balance + amount],
+        ))?;
+        let mode = if random.bool() {
+            CommitMode::Durable
+        } else {
+            CommitMode::Visible
+        };
+        match tx.commit_with(mode).await {
+            Ok(_) => return Ok(conflicts),
+            Err(error) if error.kind() == ErrorKind::Conflict => conflicts += 1,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `CLIENTS` clients doing `transfers` transfers each, concurrently; returns their handles.
+fn spawn_clients(
+    db: &Db,
+    runtime: &Rt,
+    transfers: u64,
+    done: &Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<damselfly::runtime::JoinHandle<Result<u64, damselfly::Error>>> {
+    (0..CLIENTS)
+        .map(|client| {
+            let (db, done) = (db.clone(), Arc::clone(done));
+            let mut random = fastrand::Rng::with_seed(client + 100 * transfers);
+            runtime.spawn("bank-client", async move {
+                let mut conflicts = 0;
+                for _ in 0..transfers {
+                    conflicts += transfer(&db, &mut random).await?;
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(conflicts)
+            })
+        })
+        .collect()
+}
+
+runtime_test!(
+    async fn bank_transfers_conserve_the_total_through_conflicts_flushes_and_a_crash(runtime) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        let storage = MemoryStorage::new();
+        let (process, first) = Process::on(&storage);
+        // Small memtables: transfers race flushes, and conflicts are found in SSTs too.
+        let db = events_builder()
+            .on_storage(process)
+            .memtable_bytes(32 << 10)
+            .open(runtime.clone())
+            .await?;
+        let accounts: Vec<u64> = (0..ACCOUNTS).collect();
+        db.ingest(events_scored(&accounts, &[OPENING_BALANCE; ACCOUNTS as usize]))
+            .await?;
+        let total = OPENING_BALANCE * ACCOUNTS as i64;
+
+        // Concurrent transfers, audited through snapshots all along.
+        let done = Arc::new(AtomicU64::new(0));
+        let clients = spawn_clients(&db, &runtime, 40, &done);
+        let mut audits = 0;
+        while done.load(Ordering::SeqCst) < CLIENTS * 40 {
+            assert_eq!(audit(&db.begin_snapshot().await?).await?, total);
+            audits += 1;
+            futures_lite::future::yield_now().await;
+        }
+        let mut conflicts = 0;
+        for client in clients {
+            conflicts += client.await??;
+        }
+        let metrics = db.metrics();
+        assert_eq!(metrics.transaction_conflicts, conflicts);
+        assert!(audits > 0);
+        assert_eq!(audit(&db.begin_snapshot().await?).await?, total);
+
+        // More transfers, and the machine loses power in the middle of them.
+        let done = Arc::new(AtomicU64::new(0));
+        let clients = spawn_clients(&db, &runtime, 1_000, &done);
+        while done.load(Ordering::SeqCst) < 50 {
+            futures_lite::future::yield_now().await;
+        }
+        first.crash();
+        storage.simulate_power_loss();
+        for client in clients {
+            if let Err(error) = client.await? {
+                assert!(
+                    matches!(error.kind(), ErrorKind::Io | ErrorKind::Closed),
+                    "{error}"
+                );
+            }
+        }
+        drop(db);
+
+        // Whatever the power loss took, it took whole transfers.
+        let db = events_builder()
+            .on_storage(Arc::new(storage.clone()))
+            .open(runtime.clone())
+            .await?;
+        assert_eq!(audit(&db.begin_snapshot().await?).await?, total);
+        let done = Arc::new(AtomicU64::new(0));
+        for client in spawn_clients(&db, &runtime, 10, &done) {
+            client.await??;
+        }
+        assert_eq!(audit(&db.begin_snapshot().await?).await?, total);
         db.close().await
     }
 );
