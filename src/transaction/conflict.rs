@@ -15,17 +15,17 @@ use damselfly_actors::Timestamp;
 use damselfly_actors::memtable::{PreparedWrite, ReadView};
 use damselfly_actors::probe::{self, Probe};
 use damselfly_actors::table::TableSchema;
-use damselfly_runtimes::Runtime;
 
+use crate::db::DbInner;
 use crate::error::{Error, ErrorKind};
 
 /// The first row of `write` whose key has a version newer than `read_at` in an SST of `view`,
-/// with that version's timestamp.
+/// with that version's timestamp. `key_columns` are the write's key columns ([`key_columns`]).
 pub(crate) async fn in_ssts(
     view: &ReadView,
     read_at: Timestamp,
-    table: &TableSchema,
     write: &PreparedWrite,
+    key_columns: &[ArrayRef],
 ) -> Result<Option<(usize, Timestamp)>, Error> {
     let mut newer: Vec<_> = view
         .version
@@ -37,7 +37,6 @@ pub(crate) async fn in_ssts(
     }
     // Newest first: the most recent writes are the likeliest conflicts.
     newer.sort_by_key(|(descriptor, _)| Reverse(descriptor.max_timestamp));
-    let key_columns = key_columns(table, write);
     for (row, key) in write.rows.keys.iter().enumerate() {
         let mut probe_columns: Option<Vec<ArrayRef>> = None;
         for (descriptor, reader) in &newer {
@@ -69,16 +68,17 @@ pub(crate) fn key_columns(table: &TableSchema, write: &PreparedWrite) -> Vec<Arr
         .collect()
 }
 
-/// The error of a transaction that lost: the key of row `row` of its write (`key_columns`) has
-/// a version committed at `newer`, after its snapshot at `read_at`.
+/// The error of a transaction of `db` that lost, counted: the key of row `row` of its write
+/// (`key_columns`) has a version committed at `newer`, after its snapshot at `read_at`.
 pub(crate) fn conflict(
-    runtime: &dyn Runtime,
+    db: &DbInner,
     key_columns: &[ArrayRef],
     row: usize,
     newer: Timestamp,
     read_at: Timestamp,
 ) -> Error {
-    probe::hit(runtime, Probe::TransactionConflict);
+    probe::hit(&*db.runtime, Probe::TransactionConflict);
+    db.metrics.transaction_conflicts.add(1);
     let values: Vec<String> = key_columns
         .iter()
         .map(|column| describe(column.as_ref(), row))

@@ -161,20 +161,14 @@ impl Transaction {
         };
         drop(staged);
         let key_columns = conflict::key_columns(&db.table, &write);
-        let runtime = &*db.runtime;
+        let lost = |row, newer| conflict::conflict(&db, &key_columns, row, newer, read_at);
         loop {
             let (view, _) = db.visibility.snapshot();
-            if let Some((row, newer)) = conflict::in_ssts(&view, read_at, &db.table, &write).await?
+            if let Some((row, newer)) =
+                conflict::in_ssts(&view, read_at, &write, &key_columns).await?
             {
-                probe::hit(runtime, Probe::TransactionConflictInSst);
-                db.metrics.transaction_conflicts.add(1);
-                return Err(conflict::conflict(
-                    runtime,
-                    &key_columns,
-                    row,
-                    newer,
-                    read_at,
-                ));
+                probe::hit(&*db.runtime, Probe::TransactionConflictInSst);
+                return Err(lost(row, newer));
             }
             let oldest_memtable = view.memtables.last().map(|memtable| memtable.id());
             let Some(oldest_memtable) = oldest_memtable else {
@@ -194,19 +188,12 @@ impl Transaction {
                     return Ok(timestamp);
                 }
                 Err(CommitRefused::Conflict { row, timestamp }) => {
-                    db.metrics.transaction_conflicts.add(1);
-                    return Err(conflict::conflict(
-                        runtime,
-                        &key_columns,
-                        row,
-                        timestamp,
-                        read_at,
-                    ));
+                    return Err(lost(row, timestamp));
                 }
                 Err(CommitRefused::ViewOutdated(returned)) => {
                     // A flush dropped a memtable of the view: its commits are in an SST the
                     // check did not see. Check the newer view.
-                    probe::hit(runtime, Probe::TransactionViewOutdated);
+                    probe::hit(&*db.runtime, Probe::TransactionViewOutdated);
                     write = *returned;
                 }
             }
