@@ -47,6 +47,8 @@ pub(crate) struct Options {
     pub(crate) level0_stop_files: usize,
     pub(crate) executor: Option<ExecutorFactory>,
     pub(crate) gc: GcOptions,
+    /// How often a read-only handle loads the newest version on its own.
+    pub(crate) refresh_interval: Option<Duration>,
 }
 
 /// Makes the compaction executor from the in-process one (which it may wrap or ignore).
@@ -78,6 +80,7 @@ impl Default for Options {
             level0_stop_files: 36,
             executor: None,
             gc: GcOptions::default(),
+            refresh_interval: None,
         }
     }
 }
@@ -116,6 +119,9 @@ impl Options {
             self.gc.interval.as_nanos() as u64,
             "the GC interval (gc_interval)",
         )?;
+        if let Some(interval) = self.refresh_interval {
+            positive(interval.as_nanos() as u64, "refresh_interval")?;
+        }
         self.compaction
             .validate()
             .map_err(|error| Error::invalid_input(error.to_string()))?;
@@ -238,6 +244,21 @@ impl DbBuilder {
             ));
         }
         Ok(self.on_storage(Arc::new(FusioStorage::new(fs, root))))
+    }
+
+    /// Keeps the database in S3-compatible object storage (AWS S3, MinIO, R2, ...), under the
+    /// bucket and key prefix `spec` names. Every part of the database lives there: the
+    /// write-ahead log writes one object per group commit, and a commit is acknowledged once
+    /// its object exists. Fails with [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// when the configuration is incomplete (no credentials, a plain-HTTP endpoint not allowed,
+    /// ...); no request is sent before `open`. To read the request counts, make the
+    /// [`S3Storage`](crate::storage::S3Storage) yourself and pass it to
+    /// [`DbBuilder::on_storage`]. See `docs/object-storage.md`.
+    #[cfg(feature = "s3")]
+    pub fn object_store(self, spec: damselfly_runtimes::storage::S3Spec) -> Result<Self, Error> {
+        let storage = damselfly_runtimes::storage::S3Storage::connect(spec)
+            .map_err(|error| Error::with_source(crate::ErrorKind::InvalidInput, error))?;
+        Ok(self.on_storage(Arc::new(storage)))
     }
 
     /// Keeps the database in `storage`, any implementation of the storage port — for example a
@@ -372,5 +393,28 @@ impl DbBuilder {
         self.options.validate()?;
         let runtime: Arc<dyn Runtime> = Arc::new(runtime);
         crate::open::open(self.table, self.location, self.options, runtime).await
+    }
+
+    /// For a read-only handle: load the newest published version every `interval`, in the
+    /// background (default: only when [`Db::refresh`] is called). Writers ignore it.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.options.refresh_interval = Some(interval);
+        self
+    }
+
+    /// Opens a read-only handle — a *follower* — on the existing database at this location,
+    /// which a writer in another process (or on another machine) may be writing. It reads the
+    /// newest version the writer has published (its SSTs; not what the writer holds only in
+    /// memory and in its write-ahead log), sees newer ones after [`Db::refresh`] or every
+    /// [`refresh_interval`](Self::refresh_interval), and never writes: writes, transactions,
+    /// `flush`, `compact` and `gc` fail with
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput). Its snapshots stay
+    /// readable for as long as the writer's GC grace period
+    /// ([`gc_grace_period`](Self::gc_grace_period)) after the writer replaced the version they
+    /// read. See `docs/object-storage.md`.
+    pub async fn open_read_only(self, runtime: impl Runtime) -> Result<Db, Error> {
+        self.options.validate()?;
+        let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+        crate::follower::open_read_only(self.table, self.location, self.options, runtime).await
     }
 }

@@ -5,7 +5,7 @@
 //! timestamp once the commit is durable and visible. Reads take a snapshot of the published read
 //! view and never wait for writers.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -25,6 +25,7 @@ use futures_lite::FutureExt;
 
 use crate::builder::Options;
 use crate::error::{Error, ErrorKind};
+use crate::follower::{self, Follower};
 use crate::metrics::Metrics;
 use crate::scan::Scan;
 use crate::snapshot::Snapshot;
@@ -56,6 +57,8 @@ pub(crate) struct DbInner {
     pub(crate) actors: Mutex<Vec<JoinHandle<()>>>,
     /// One token: holding it is the right to run `close`.
     pub(crate) close_token: (async_channel::Sender<()>, async_channel::Receiver<()>),
+    /// Set on a read-only handle ([`DbBuilder::open_read_only`](crate::DbBuilder::open_read_only)).
+    pub(crate) follower: Option<Follower>,
 }
 
 impl std::fmt::Debug for Db {
@@ -207,6 +210,19 @@ impl DbInner {
         Ok(self.lifecycle.check()?)
     }
 
+    /// `Ok` while the database accepts work that writes (`what`): not on a read-only handle.
+    pub(crate) fn check_writable(&self, what: &str) -> Result<(), Error> {
+        self.check_open()?;
+        if self.follower.is_some() {
+            return Err(Error::invalid_input(format!(
+                "this handle is read-only (opened with open_read_only): it follows the database \
+                 at {} and cannot {what}; do that through the database's writer",
+                self.storage.location()
+            )));
+        }
+        Ok(())
+    }
+
     /// The error for a request an actor dropped: the failure that stopped it, or "closed".
     pub(crate) fn unavailable(&self) -> Error {
         self.lifecycle.unavailable().into()
@@ -218,6 +234,21 @@ impl Db {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// A reference that does not keep the database alive.
+    pub(crate) fn downgrade(&self) -> Weak<DbInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Adds a task that `close` waits for (after the actors).
+    pub(crate) fn track_task(&self, task: JoinHandle<()>) {
+        let mut tasks = self
+            .inner
+            .actors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        tasks.push(task);
     }
 
     /// Upserts every row of `batch` in one atomic commit and returns its timestamp once it is
@@ -247,7 +278,7 @@ impl Db {
         deletes: Option<&[bool]>,
     ) -> Result<Timestamp, Error> {
         let inner = &self.inner;
-        inner.check_open()?;
+        inner.check_writable("write")?;
         let write = PreparedWrite::for_commit(&inner.table, batch, deletes)?;
         if write.num_rows() == 0 {
             return Ok(inner.visibility.watermark());
@@ -265,7 +296,7 @@ impl Db {
     /// and commits them atomically — or fails with [`ErrorKind::Conflict`] if another commit
     /// wrote one of its keys after the snapshot. See [`Transaction`].
     pub async fn begin_transaction(&self) -> Result<Transaction, Error> {
-        self.inner.check_open()?;
+        self.inner.check_writable("begin a transaction")?;
         Ok(Transaction::begin(Arc::clone(&self.inner)))
     }
 
@@ -274,7 +305,7 @@ impl Db {
     /// log holds nothing older, and opening the database replays nothing of it.
     pub async fn flush(&self) -> Result<(), Error> {
         let inner = &self.inner;
-        inner.check_open()?;
+        inner.check_writable("flush")?;
         inner
             .memtable
             .ask(|reply| MemtableMessage::FlushAll { reply })
@@ -289,7 +320,7 @@ impl Db {
     /// on meanwhile. See `docs/compaction.md`.
     pub async fn compact(&self) -> Result<(), Error> {
         let inner = &self.inner;
-        inner.check_open()?;
+        inner.check_writable("compact")?;
         inner
             .compactor
             .ask(|reply| CompactorMessage::Compact { reply })
@@ -314,7 +345,7 @@ impl Db {
 
     async fn sweep(&self, dry_run: bool) -> Result<GcReport, Error> {
         let inner = &self.inner;
-        inner.check_open()?;
+        inner.check_writable("collect garbage")?;
         inner
             .gc
             .ask(|reply| GcMessage::Sweep { dry_run, reply })
@@ -381,6 +412,25 @@ impl Db {
         Ok(Snapshot::new(Arc::clone(&self.inner), view, timestamp))
     }
 
+    /// On a read-only handle ([`DbBuilder::open_read_only`](crate::DbBuilder::open_read_only)):
+    /// loads the newest version the writer has published, so that reads from now on see every
+    /// commit it covers, and returns the commit timestamp they read at. Snapshots taken before
+    /// keep reading what they read. On the writer, whose reads always see every commit, it
+    /// returns the newest visible commit timestamp.
+    pub async fn refresh(&self) -> Result<Timestamp, Error> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        match &inner.follower {
+            Some(state) => follower::refresh(inner, state).await,
+            None => Ok(inner.visibility.watermark()),
+        }
+    }
+
+    /// Whether this handle is read-only (a follower).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.follower.is_some()
+    }
+
     /// The database's counters and gauges. Cheap: a few atomic reads.
     pub fn metrics(&self) -> Metrics {
         Metrics::read(&self.inner)
@@ -404,6 +454,9 @@ impl Db {
     async fn close_once(&self) -> Result<(), Error> {
         let inner = &self.inner;
         if inner.lifecycle.begin_close() {
+            if let Some(follower) = &inner.follower {
+                follower.stop();
+            }
             inner.memtable.close();
             inner.compactor.close();
             inner.gc.close();

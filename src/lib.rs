@@ -6,6 +6,7 @@ mod db;
 mod error;
 mod export;
 mod expr;
+mod follower;
 mod metrics;
 mod open;
 mod read;

@@ -61,6 +61,11 @@ pub struct Metrics {
     pub replayed_commits: u64,
     /// Rows replayed from the write-ahead log when the database was opened.
     pub replayed_rows: u64,
+    /// Newer versions a read-only follower loaded since it was opened.
+    pub follower_refreshes: u64,
+    /// Background refreshes of a read-only follower that failed (each is retried at the next
+    /// tick).
+    pub follower_refresh_failures: u64,
     /// SSTs in level 0 (flushed, not yet compacted).
     pub level0_sst_count: u64,
     /// SSTs per level, level 0 first.
@@ -131,6 +136,8 @@ impl Metrics {
             memtable_queue_depth: db.memtable.queued() as u64,
             replayed_commits: counters.replayed_commits.get(),
             replayed_rows: counters.replayed_rows.get(),
+            follower_refreshes: counters.follower_refreshes.get(),
+            follower_refresh_failures: counters.follower_refresh_failures.get(),
             level0_sst_count: view.version.version.level(0).len() as u64,
             level_sst_counts: view
                 .version

@@ -207,10 +207,11 @@ pub(crate) async fn open(
         options,
         actors: std::sync::Mutex::new(actors),
         close_token,
+        follower: None,
     }))
 }
 
-async fn resolve_storage(
+pub(crate) async fn resolve_storage(
     location: Location,
     runtime: &Arc<dyn Runtime>,
 ) -> Result<Arc<dyn Storage>, Error> {
@@ -222,7 +223,7 @@ async fn resolve_storage(
 }
 
 /// The claimed version with a reader for each of its SSTs.
-async fn open_ssts(
+pub(crate) async fn open_ssts(
     storage: &Arc<dyn Storage>,
     table: &Arc<TableSchema>,
     cache: &Arc<BlockCache>,
@@ -236,6 +237,7 @@ async fn open_ssts(
             Arc::clone(table),
             Arc::clone(cache),
             sst.footer_checksum(),
+            sst.bytes,
         )
         .await?;
         readers.insert(sst.id, Arc::new(reader));
@@ -310,7 +312,7 @@ async fn check_descriptor(storage: &dyn Storage, table: TableSchema) -> Result<T
     }
 }
 
-fn compare(
+pub(crate) fn compare(
     storage: &dyn Storage,
     wanted: TableSchema,
     stored: TableSchema,

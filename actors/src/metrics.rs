@@ -36,6 +36,10 @@ pub struct EngineMetrics {
     pub replayed_commits: Counter,
     /// Rows replayed from the WAL when the database was opened.
     pub replayed_rows: Counter,
+    /// Versions a read-only follower loaded after opening.
+    pub follower_refreshes: Counter,
+    /// Background refreshes of a read-only follower that failed (and were retried).
+    pub follower_refresh_failures: Counter,
     /// Compaction jobs published.
     pub compaction_jobs: Counter,
     /// SSTs moved to a deeper level without being rewritten.

@@ -37,6 +37,8 @@ probes! {
         "a full or old WAL segment was closed and the next one started",
     WalReplayedSegmentSynced = "wal.replayed_segment_synced":
         "a new WAL writer synced the segment replay ended in before starting its own",
+    WalOwnSegmentFound = "wal.own_segment_found":
+        "a WAL segment reported taken held this writer's own bytes (its put took effect)",
     WalSegmentsDeleted = "wal.segments_deleted":
         "WAL segments below the floor were deleted",
     WalTruncationStopped = "wal.truncation_stopped":

@@ -13,6 +13,7 @@ mod crash_wal_cut;
 mod determinism;
 mod fencing;
 mod flush_and_read;
+mod followers;
 mod ingest_and_read;
 mod interop;
 mod key_types;

@@ -76,6 +76,7 @@ impl LocalExecutor {
                 Arc::clone(&self.table),
                 Arc::clone(&cache),
                 input.footer_checksum(),
+                input.bytes,
             )
             .await?;
             scans.push(reader.scan_versions(KeyRange::all(), INPUT_CHUNK_ROWS)?);

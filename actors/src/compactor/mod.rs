@@ -349,6 +349,7 @@ impl Compactor {
                 Arc::clone(&self.context.table),
                 Arc::clone(&self.context.cache),
                 output.footer_checksum(),
+                output.bytes,
             )
             .await?;
             readers.insert(output.id, Arc::new(reader));

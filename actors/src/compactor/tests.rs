@@ -48,6 +48,7 @@ async fn read_all(
             Arc::clone(table),
             Arc::new(BlockCache::new(0)),
             descriptor.footer_checksum(),
+            descriptor.bytes,
         )
         .await
         .expect("an SST opens");

@@ -233,6 +233,7 @@ impl Flusher {
             Arc::clone(&context.table),
             Arc::clone(&context.cache),
             encoded.info.footer,
+            encoded.info.bytes,
         )
         .await?;
         let descriptor = SstDescriptor::from_info(id, 0, &encoded.info);

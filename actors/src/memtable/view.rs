@@ -72,6 +72,15 @@ impl Visibility {
         state.0 = Arc::new(ReadView { memtables, version });
     }
 
+    /// Installs `version` — another writer's, which a read-only follower loaded — and makes
+    /// every commit up to `through` visible, in one step.
+    pub fn follow(&self, version: Arc<PublishedVersion>, through: Timestamp) {
+        let mut state = self.lock();
+        let memtables = state.0.memtables.clone();
+        state.0 = Arc::new(ReadView { memtables, version });
+        state.1 = state.1.max(through);
+    }
+
     fn lock(&self) -> MutexGuard<'_, (Arc<ReadView>, Timestamp)> {
         // The state is two Arcs and a number, valid even if a holder panicked.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)

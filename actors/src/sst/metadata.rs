@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use damselfly_runtimes::Storage;
+use damselfly_runtimes::{Storage, StorageErrorKind};
 use parquet::DecodeResult;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::basic::Encoding;
@@ -67,19 +67,21 @@ impl SstMetadata {
     }
 }
 
-/// Opens the SST at `path`, whose footer has the checksum `footer`: its checked bytes and its
-/// metadata.
+/// Opens the SST at `path`, `file_len` bytes long, whose footer has the checksum `footer` (both
+/// as its descriptor records them): its checked bytes and its metadata. Knowing the length
+/// saves asking the storage for it (a request on object stores); a file shorter than that is
+/// corrupt.
 pub(crate) async fn load(
     storage: Arc<dyn Storage>,
     path: &str,
     table: &TableSchema,
     footer: FooterChecksum,
+    file_len: u64,
 ) -> Result<(SstFile, SstMetadata), SstError> {
     let corrupt = |reason: String| SstError::Corrupt {
         path: path.to_owned(),
         reason,
     };
-    let file_len = storage.size(path).await?;
     let footer_start = file_len
         .checked_sub(footer.bytes)
         .filter(|_| footer.bytes >= FOOTER_TAIL_BYTES as u64)
@@ -91,7 +93,14 @@ pub(crate) async fn load(
         })?;
     let read_start = file_len.saturating_sub(TAIL_BYTES).min(footer_start);
     let read_start = read_start - read_start % DEFAULT_STRIPE_BYTES as u64;
-    let read = storage.read_range(path, read_start..file_len).await?;
+    let read = match storage.read_range(path, read_start..file_len).await {
+        Err(error) if error.kind == StorageErrorKind::UnexpectedEof => {
+            return Err(corrupt(format!(
+                "it is shorter than the {file_len} bytes its descriptor records"
+            )));
+        }
+        read => read?,
+    };
     if read.len() as u64 != file_len - read_start {
         return Err(corrupt(format!(
             "a read of bytes {read_start}..{file_len} returned {} bytes",

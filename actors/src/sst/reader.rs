@@ -82,8 +82,9 @@ impl SstReader {
         table: Arc<TableSchema>,
         cache: Arc<BlockCache>,
         footer: FooterChecksum,
+        file_len: u64,
     ) -> Result<SstReader, SstError> {
-        let (file, metadata) = metadata::load(storage, path, &table, footer).await?;
+        let (file, metadata) = metadata::load(storage, path, &table, footer, file_len).await?;
         let info = SstInfo {
             rows: metadata.footer.rows,
             bytes: file.len(),

@@ -66,6 +66,9 @@ pub enum WalSyncPolicy {
     Never,
 }
 
+/// How often a segment is put when the store says it is taken but holds nothing there.
+const PUT_ATTEMPTS_MAX: usize = 3;
+
 /// How long after being written commits that do not wait for a sync are synced at the latest,
 /// when the policy would sync every commit ([`WalSyncPolicy::Always`]).
 pub const VISIBLE_SYNC_LAG: Duration = Duration::from_millis(10);
@@ -275,14 +278,7 @@ impl WalWriter {
         self.queued_waits = false;
         let length = group.len() as u64;
         let path = segment::path(id);
-        match self
-            .storage
-            .put_if_absent(&path, Bytes::from(group))
-            .await?
-        {
-            PutOutcome::Created => {}
-            PutOutcome::AlreadyExists => return Err(WalError::SegmentTaken { path }),
-        }
+        put_segment(&*self.storage, &*self.clock, &path, Bytes::from(group)).await?;
         self.next_id += 1;
         self.previous = Some(SegmentEnd { id, length });
         self.closed.insert(id, through);
@@ -442,6 +438,37 @@ impl WalWriter {
             .wal_synced_timestamp
             .set(self.written_through.get());
     }
+}
+
+/// Stores a whole segment with put-if-absent. A segment found taken is read back: an object
+/// store may report a put that took effect as failed, and the storage's retry then finds
+/// the segment this writer stored itself — its own bytes. Anything else there means another
+/// writer took over the database.
+async fn put_segment(
+    storage: &dyn Storage,
+    clock: &dyn Runtime,
+    path: &str,
+    group: Bytes,
+) -> Result<(), WalError> {
+    for _ in 0..PUT_ATTEMPTS_MAX {
+        if storage.put_if_absent(path, group.clone()).await? == PutOutcome::Created {
+            return Ok(());
+        }
+        match storage.read(path).await {
+            Ok(stored) if stored == group => {
+                probe::hit(clock, Probe::WalOwnSegmentFound);
+                return Ok(());
+            }
+            Ok(_) => break,
+            // Some stores answer a put that raced another conditional write with "taken"
+            // although nothing was stored: try again.
+            Err(error) if error.kind == StorageErrorKind::NotFound => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(WalError::SegmentTaken {
+        path: path.to_owned(),
+    })
 }
 
 /// The header frame of segment `id`, which follows `previous`.

@@ -27,6 +27,8 @@ mod fusio;
 mod hooked;
 mod local;
 mod memory;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::fmt;
 use std::ops::Range;
@@ -37,6 +39,8 @@ pub use self::fusio::FusioStorage;
 pub use self::hooked::{HookedStorage, StorageCall, StorageHook};
 pub use self::local::LocalDiskStorage;
 pub use self::memory::{AfterPowerLoss, MemoryStorage, UnsyncedFile};
+#[cfg(feature = "s3")]
+pub use self::s3::{S3Credentials, S3Requests, S3Spec, S3SpecError, S3Storage};
 use crate::runtime::BoxFuture;
 
 /// How durable an [`Appender::append`] must be when it returns.

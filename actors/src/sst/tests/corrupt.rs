@@ -20,8 +20,20 @@ use crate::table::TableSchema;
 
 const PATH: &str = "sst/1.parquet";
 
-/// Opens `bytes` as an SST whose descriptor gives its footer the checksum `footer`.
+/// Opens `bytes` as an SST whose descriptor gives its footer the checksum `footer` and its
+/// length as the length of `bytes`.
 fn try_open(model: &Model, bytes: Bytes, footer: FooterChecksum) -> Result<SstReader, SstError> {
+    let len = bytes.len() as u64;
+    try_open_described(model, bytes, footer, len)
+}
+
+/// Opens `bytes` as an SST whose descriptor records `footer` and a length of `len` bytes.
+fn try_open_described(
+    model: &Model,
+    bytes: Bytes,
+    footer: FooterChecksum,
+    len: u64,
+) -> Result<SstReader, SstError> {
     let storage = Arc::new(MemoryStorage::new());
     smol::block_on(storage.put(PATH, bytes)).expect("put");
     smol::block_on(SstReader::open(
@@ -30,6 +42,7 @@ fn try_open(model: &Model, bytes: Bytes, footer: FooterChecksum) -> Result<SstRe
         Arc::clone(&model.table),
         Arc::new(BlockCache::default()),
         footer,
+        len,
     ))
 }
 
@@ -96,6 +109,12 @@ fn truncated_files_are_corrupt() {
         assert_corrupt(
             try_open(&model, sst.bytes.slice(..cut), sst.info.footer),
             &format!("cut at {cut}"),
+        );
+        // As opening finds it: shorter than its descriptor says.
+        let truncated = sst.bytes.slice(..cut);
+        assert_corrupt(
+            try_open_described(&model, truncated, sst.info.footer, sst.info.bytes),
+            &format!("cut at {cut}, opened with the descriptor's length"),
         );
     }
 }
@@ -409,6 +428,7 @@ fn files_of_other_tables_are_corrupt() {
         Arc::clone(&other),
         Arc::new(BlockCache::default()),
         sst.info.footer,
+        sst.info.bytes,
     ));
     assert!(matches!(result, Err(SstError::Corrupt { reason, .. }) if reason.contains("schema")));
 

@@ -62,6 +62,7 @@ fn open(model: &Model, sst: &EncodedSst) -> (Arc<MemoryStorage>, SstReader) {
         Arc::clone(&model.table),
         Arc::new(BlockCache::default()),
         sst.info.footer,
+        sst.info.bytes,
     ))
     .expect("open");
     (storage, reader)
@@ -80,6 +81,7 @@ fn open_counted(
         Arc::clone(table),
         cache,
         sst.info.footer,
+        sst.info.bytes,
     ))
     .expect("open");
     (storage, reader)
