@@ -23,7 +23,7 @@ pub use smol_runtime::SmolRuntime;
 pub use storage::{
     AfterPowerLoss, Appender, Durability, FileInfo, FusioStorage, HookedStorage, LocalDiskStorage,
     MemoryStorage, PutOutcome, Storage, StorageCall, StorageError, StorageErrorKind, StorageHook,
-    UnsyncedFile,
+    Stored, UnsyncedFile, put_if_absent_or_own,
 };
 #[cfg(feature = "tokio")]
 pub use tokio_runtime::TokioRuntime;

@@ -79,11 +79,17 @@ pub enum FaultKind {
     CasConflict,
     /// The compare-and-swap took effect but was reported as failed.
     CasAppliedButFailed,
+    /// The storage behaved as an object store for the whole run: no durable appends, so the
+    /// write-ahead log wrote one object per group commit with put-if-absent.
+    ObjectStore,
+    /// A put-if-absent took effect but was answered "already exists" — what an object store
+    /// client reports when it retries a put whose answer was lost and finds its own object.
+    CasAppliedReportedTaken,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 19] = [
         FaultKind::PowerLoss,
         FaultKind::TornWrite,
         FaultKind::LostCreate,
@@ -101,6 +107,8 @@ impl FaultKind {
         FaultKind::BitFlip,
         FaultKind::CasConflict,
         FaultKind::CasAppliedButFailed,
+        FaultKind::ObjectStore,
+        FaultKind::CasAppliedReportedTaken,
     ];
 
     /// The kind's name, in snake case, as the `sim` command prints it.
@@ -124,6 +132,8 @@ impl FaultKind {
             FaultKind::BitFlip => "bit_flip",
             FaultKind::CasConflict => "cas_conflict",
             FaultKind::CasAppliedButFailed => "cas_applied_but_failed",
+            FaultKind::ObjectStore => "object_store",
+            FaultKind::CasAppliedReportedTaken => "cas_applied_reported_taken",
         }
     }
 
@@ -174,6 +184,8 @@ impl FaultPlan {
                 }
                 // More often than the rest, as the two kinds above depend on it.
                 FaultKind::PowerLoss => random.u8(0..5) < 3,
+                // A third of the seeds run on an object store.
+                FaultKind::ObjectStore => random.u8(0..3) == 0,
                 _ => random.bool(),
             };
             if on {
@@ -182,7 +194,10 @@ impl FaultPlan {
                     | FaultKind::ListError
                     | FaultKind::DeleteError
                     | FaultKind::CasConflict
-                    | FaultKind::CasAppliedButFailed => [10, 50, 250],
+                    | FaultKind::CasAppliedButFailed
+                    | FaultKind::CasAppliedReportedTaken => [10, 50, 250],
+                    // A mode, not a rate: on for the whole run.
+                    FaultKind::ObjectStore => [1, 1, 1],
                     _ => [100, 1_000, 10_000],
                 };
                 one_in.insert(kind, rates[random.usize(0..3)]);
@@ -381,6 +396,15 @@ impl SimStorage {
     /// Every call is folded into the runtime's trace with its outcome.
     #[must_use]
     pub fn handle(&self) -> Arc<dyn Storage> {
+        if self.shared.plan.is_on(FaultKind::ObjectStore) {
+            let at = self.shared.now();
+            let mut state = self.shared.lock();
+            if !state.ledger.counts.contains_key(&FaultKind::ObjectStore) {
+                state.ledger.note(at, FaultKind::ObjectStore, || {
+                    "no durable appends; put-if-absent per WAL group".to_owned()
+                });
+            }
+        }
         let hook = FaultHook {
             faults: Arc::clone(&self.shared),
             incarnation: self.shared.lock().incarnation,
@@ -814,6 +838,23 @@ impl StorageHook for FaultHook {
                 "the put applied, but its answer was lost (timeout)",
             ));
         }
+        if faults
+            .plan
+            .fires(FaultKind::CasAppliedReportedTaken, random)
+        {
+            ledger.note(at, FaultKind::CasAppliedReportedTaken, || {
+                format!("{call:?}")
+            });
+            return Err(injected(
+                StorageErrorKind::AlreadyExists,
+                call,
+                "the put applied, its answer was lost, and the retry found the file there",
+            ));
+        }
         Ok(())
+    }
+
+    fn supports_durable_append(&self, inner: bool) -> bool {
+        inner && !self.faults.plan.is_on(FaultKind::ObjectStore)
     }
 }

@@ -61,6 +61,7 @@ fn swarm(seeds: Range<u64>) {
     // writes back and refused conflicting transactions under them.
     for probe in [
         Probe::WalReplayedSegmentSynced,
+        Probe::WalOwnSegmentFound,
         Probe::RecoveryReplayed,
         Probe::RecoverySkippedBelowFloor,
         Probe::ManifestPublishRetried,

@@ -242,9 +242,15 @@ impl Process {
     pub fn on(
         storage: &damselfly::storage::MemoryStorage,
     ) -> (Arc<damselfly::storage::HookedStorage>, Arc<Process>) {
+        Process::over(Arc::new(storage.clone()))
+    }
+
+    /// The storage a process sees of `storage` (any backend), and the switch that crashes it.
+    pub fn over(
+        storage: Arc<dyn damselfly::storage::Storage>,
+    ) -> (Arc<damselfly::storage::HookedStorage>, Arc<Process>) {
         let process = Arc::new(Process::default());
-        let inner = Arc::new(storage.clone());
-        let hooked = damselfly::storage::HookedStorage::new(inner, process.clone());
+        let hooked = damselfly::storage::HookedStorage::new(storage, process.clone());
         (Arc::new(hooked), process)
     }
 

@@ -20,9 +20,13 @@ mod key_types;
 mod lifecycle;
 mod memtable_budget;
 mod model;
+#[cfg(feature = "s3")]
+mod object_store;
 mod on_fs;
 mod pruning;
 mod restart;
+#[cfg(feature = "s3")]
+mod s3_proxy;
 mod scan_filters;
 mod snapshot_stability;
 mod sst_corruption;

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use damselfly_runtimes::{BoxFuture, PutOutcome, Runtime, RuntimeExt, Storage};
+use damselfly_runtimes::{BoxFuture, Runtime, RuntimeExt, Storage, Stored, put_if_absent_or_own};
 
 use super::CompactionError;
 use super::job::{CompactionJob, CompactionOutcome, JOB_FORMAT};
@@ -143,13 +143,13 @@ impl LocalExecutor {
         }
         *next_id += 1;
         let path = sst_path(id);
-        match self.storage.put_if_absent(&path, encoded.bytes).await? {
-            PutOutcome::Created => Ok(SstDescriptor::from_info(
+        match put_if_absent_or_own(&*self.storage, &path, encoded.bytes).await? {
+            Stored::Created | Stored::FoundOwn => Ok(SstDescriptor::from_info(
                 id,
                 job.target_level,
                 &encoded.info,
             )),
-            PutOutcome::AlreadyExists => Err(CompactionError::OutputExists { path }),
+            Stored::Taken => Err(CompactionError::OutputExists { path }),
         }
     }
 }

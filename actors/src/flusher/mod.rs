@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{BooleanArray, RecordBatch, UInt64Array};
-use damselfly_runtimes::{PutOutcome, Runtime, RuntimeExt, Storage, StorageError, TaskError};
+use damselfly_runtimes::{
+    Runtime, RuntimeExt, Storage, StorageError, Stored, TaskError, put_if_absent_or_own,
+};
 
 pub use self::msg::FlusherMessage;
 use crate::kernel::{Actor, Address, Lifecycle, MailboxClosed, Notifier};
@@ -285,13 +287,10 @@ impl Flusher {
                 .await?
                 .start;
             let path = sst_path(id);
-            match context
-                .storage
-                .put_if_absent(&path, encoded.bytes.clone())
-                .await?
-            {
-                PutOutcome::Created => return Ok(id),
-                PutOutcome::AlreadyExists => {
+            let stored = put_if_absent_or_own(&*context.storage, &path, encoded.bytes.clone());
+            match stored.await? {
+                Stored::Created | Stored::FoundOwn => return Ok(id),
+                Stored::Taken => {
                     tracing::warn!(
                         path,
                         "an SST file already has this name; trying the next id"

@@ -94,10 +94,15 @@ pub(crate) async fn load(
     let read_start = file_len.saturating_sub(TAIL_BYTES).min(footer_start);
     let read_start = read_start - read_start % DEFAULT_STRIPE_BYTES as u64;
     let read = match storage.read_range(path, read_start..file_len).await {
+        // A short read may be the device's hiccup; only a short file is corrupt.
         Err(error) if error.kind == StorageErrorKind::UnexpectedEof => {
-            return Err(corrupt(format!(
-                "it is shorter than the {file_len} bytes its descriptor records"
-            )));
+            let actual = storage.size(path).await?;
+            if actual < file_len {
+                return Err(corrupt(format!(
+                    "it has {actual} bytes, fewer than the {file_len} its descriptor records"
+                )));
+            }
+            return Err(error.into());
         }
         read => read?,
     };

@@ -34,7 +34,8 @@ use std::time::Duration;
 use arrow_schema::ArrowError;
 use bytes::Bytes;
 use damselfly_runtimes::{
-    Appender, Durability, Instant, PutOutcome, Runtime, Storage, StorageError, StorageErrorKind,
+    Appender, Durability, Instant, Runtime, Storage, StorageError, StorageErrorKind, Stored,
+    put_if_absent_or_own,
 };
 
 use self::frame::{FrameKind, FrameTooLarge};
@@ -65,9 +66,6 @@ pub enum WalSyncPolicy {
     /// lose acknowledged commits, a process crash none.
     Never,
 }
-
-/// How often a segment is put when the store says it is taken but holds nothing there.
-const PUT_ATTEMPTS_MAX: usize = 3;
 
 /// How long after being written commits that do not wait for a sync are synced at the latest,
 /// when the policy would sync every commit ([`WalSyncPolicy::Always`]).
@@ -440,35 +438,25 @@ impl WalWriter {
     }
 }
 
-/// Stores a whole segment with put-if-absent. A segment found taken is read back: an object
-/// store may report a put that took effect as failed, and the storage's retry then finds
-/// the segment this writer stored itself — its own bytes. Anything else there means another
-/// writer took over the database.
+/// Stores a whole segment with put-if-absent, accepting a segment that holds its own bytes (a
+/// put that took effect but was reported as failed). Anything else there means another writer
+/// took over the database.
 async fn put_segment(
     storage: &dyn Storage,
     clock: &dyn Runtime,
     path: &str,
     group: Bytes,
 ) -> Result<(), WalError> {
-    for _ in 0..PUT_ATTEMPTS_MAX {
-        if storage.put_if_absent(path, group.clone()).await? == PutOutcome::Created {
-            return Ok(());
+    match put_if_absent_or_own(storage, path, group).await? {
+        Stored::Created => Ok(()),
+        Stored::FoundOwn => {
+            probe::hit(clock, Probe::WalOwnSegmentFound);
+            Ok(())
         }
-        match storage.read(path).await {
-            Ok(stored) if stored == group => {
-                probe::hit(clock, Probe::WalOwnSegmentFound);
-                return Ok(());
-            }
-            Ok(_) => break,
-            // Some stores answer a put that raced another conditional write with "taken"
-            // although nothing was stored: try again.
-            Err(error) if error.kind == StorageErrorKind::NotFound => {}
-            Err(error) => return Err(error.into()),
-        }
+        Stored::Taken => Err(WalError::SegmentTaken {
+            path: path.to_owned(),
+        }),
     }
-    Err(WalError::SegmentTaken {
-        path: path.to_owned(),
-    })
 }
 
 /// The header frame of segment `id`, which follows `previous`.

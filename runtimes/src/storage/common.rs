@@ -108,3 +108,14 @@ impl AppendGuard {
         self.unfinished = false;
     }
 }
+
+/// The error for a durable append on a backend that stores files whole (object stores).
+pub(crate) fn durable_append_unsupported(path: &str) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Unsupported,
+        "append",
+        path,
+        "an object store cannot make part of an object durable; it stores the object whole when \
+         it is closed (write one file per durable unit with put_if_absent)",
+    )
+}

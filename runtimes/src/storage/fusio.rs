@@ -28,7 +28,9 @@ use fusio::path::Path as FusioPath;
 use fusio::{DynFs, Read as _, Write as _};
 use futures_lite::StreamExt as _;
 
-use super::common::{AppendGuard, check_file_path, check_range, is_listed_child};
+use super::common::{
+    AppendGuard, check_file_path, check_range, durable_append_unsupported, is_listed_child,
+};
 use super::{
     Appender, Durability, FileInfo, PutOutcome, Storage, StorageError, StorageErrorKind,
     validate_path,
@@ -386,13 +388,7 @@ impl Appender for FusioAppender {
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
             if durability == Durability::Synced {
-                return Err(StorageError::new(
-                    StorageErrorKind::Unsupported,
-                    "append",
-                    self.path.as_str(),
-                    "a fusio file cannot make part of itself durable (an object store stores an \
-                     object whole, at close); write one file per durable unit with put_if_absent",
-                ));
+                return Err(durable_append_unsupported(&self.path));
             }
             self.guard.begin("append", &self.path)?;
             let len = data.len() as u64;

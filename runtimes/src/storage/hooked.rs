@@ -138,8 +138,11 @@ pub trait StorageHook: Send + Sync + fmt::Debug + 'static {
     /// [`StorageHook::before`] failed it): on success a number — the bytes read, the size found,
     /// the entries listed, 1 when `put_if_absent` created the file and 0 when it existed, 0 for
     /// the other calls — or the kind of the error. An error returned here replaces the call's
-    /// result although the call took effect ("applied, but reported as failed"). Lets every
-    /// outcome through by default.
+    /// result although the call took effect ("applied, but reported as failed"); for
+    /// [`Storage::put_if_absent`], an error of kind [`StorageErrorKind::AlreadyExists`] makes
+    /// the call answer [`PutOutcome::AlreadyExists`] instead (as an object store client does when
+    /// its retry of a put whose answer was lost finds the object). Lets every outcome through by
+    /// default.
     fn after(
         &self,
         call: StorageCall<'_>,
@@ -235,10 +238,16 @@ impl Storage for HookedStorage {
                 len: data.len(),
             };
             let put = self.inner.put_if_absent(path, data);
-            Self::hooked(self.hook.as_ref(), call, put, |outcome| {
+            let outcome = Self::hooked(self.hook.as_ref(), call, put, |outcome| {
                 u64::from(*outcome == PutOutcome::Created)
-            })
-            .await
+            });
+            match outcome.await {
+                // The hook turned the answer into "taken" (see `StorageHook::after`).
+                Err(error) if error.kind == StorageErrorKind::AlreadyExists => {
+                    Ok(PutOutcome::AlreadyExists)
+                }
+                outcome => outcome,
+            }
         })
     }
 

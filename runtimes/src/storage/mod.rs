@@ -61,6 +61,45 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// What [`put_if_absent_or_own`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The put created the file.
+    Created,
+    /// The file already held exactly these bytes: an earlier attempt of this writer's put took
+    /// effect although it was reported as failed.
+    FoundOwn,
+    /// Another writer's file is there.
+    Taken,
+}
+
+/// How often [`put_if_absent_or_own`] puts again when told the file exists but finds none.
+const PUT_OWN_ATTEMPTS_MAX: usize = 3;
+
+/// Put-if-absent for a writer whose bytes are its own (no other writer writes the same bytes to
+/// the same path): a file found at `path` is read back, and if it holds exactly `data` the put
+/// counts as done — an object store may report a put that took effect as failed, and the retry
+/// then finds the object there. A "taken" answer with no file behind it (how some stores answer
+/// a concurrent conditional write) is tried again, a few times.
+pub async fn put_if_absent_or_own(
+    storage: &dyn Storage,
+    path: &str,
+    data: Bytes,
+) -> Result<Stored, StorageError> {
+    for _ in 0..PUT_OWN_ATTEMPTS_MAX {
+        if storage.put_if_absent(path, data.clone()).await? == PutOutcome::Created {
+            return Ok(Stored::Created);
+        }
+        match storage.read(path).await {
+            Ok(stored) if stored == data => return Ok(Stored::FoundOwn),
+            Ok(_) => return Ok(Stored::Taken),
+            Err(error) if error.kind == StorageErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Stored::Taken)
+}
+
 /// A file found by [`Storage::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {

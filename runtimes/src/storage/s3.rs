@@ -33,6 +33,7 @@ use fusio::remotes::aws::AwsCredential;
 use fusio::remotes::aws::fs::AmazonS3Builder;
 use fusio::remotes::http::HttpError;
 
+use super::common::durable_append_unsupported;
 use super::{
     Appender, Durability, FileInfo, FusioStorage, PutOutcome, Storage, StorageError,
     StorageErrorKind,
@@ -350,8 +351,9 @@ impl S3Storage {
             .enable_all()
             .build()
             .map_err(|error| S3SpecError(format!("could not start the S3 I/O threads: {error}")))?;
-        // reqwest's client must be made inside a tokio runtime.
-        let s3 = io.block_on(async {
+        // Made in the request runtime's context, in case the HTTP client looks for one.
+        let s3 = {
+            let _context = io.enter();
             let mut builder = AmazonS3Builder::new(spec.bucket.clone())
                 .region(region.clone())
                 .credential(AwsCredential {
@@ -363,7 +365,7 @@ impl S3Storage {
                 builder = builder.endpoint(endpoint.clone());
             }
             builder.build()
-        });
+        };
         let prefix = spec.key_prefix().to_owned();
         let location = match &endpoint {
             Some(endpoint) => format!("s3://{}/{prefix} at {endpoint}", spec.bucket),
@@ -418,7 +420,8 @@ impl S3Storage {
             loop {
                 shared.count(requests);
                 let call = call(shared.objects.clone(), path.clone());
-                let error = match tokio::time::timeout(shared.request_timeout, call).await {
+                let outcome = tokio::time::timeout(shared.request_timeout, call).await;
+                let error = match outcome.map(|result| result.map_err(reclassified)) {
                     Ok(Ok(value)) => return Ok(value),
                     Ok(Err(error)) if !is_transient(&error) || attempt >= shared.max_attempts => {
                         return Err(shared.scrubbed(error));
@@ -505,10 +508,22 @@ enum HttpFailure {
     Transport,
 }
 
+/// `error` with the kind its HTTP failure says: fusio reports some failures of a request (a
+/// listing's connection error, for one) as path errors, which are I/O errors all the same.
+fn reclassified(mut error: StorageError) -> StorageError {
+    if error.kind == StorageErrorKind::InvalidPath && http_failure(&error).is_some() {
+        error.kind = StorageErrorKind::Io;
+    }
+    error
+}
+
 /// What the HTTP layer said about a failed call, when it was the HTTP layer that failed.
 fn http_failure(error: &StorageError) -> Option<HttpFailure> {
-    let fusio::Error::Remote(remote) = error.source.downcast_ref::<fusio::Error>()? else {
-        return None;
+    let remote = match error.source.downcast_ref::<fusio::Error>()? {
+        fusio::Error::Remote(remote) | fusio::Error::Other(remote) | fusio::Error::Path(remote) => {
+            remote
+        }
+        _ => return None,
     };
     let http = match remote.downcast_ref::<fusio::remotes::aws::S3Error>() {
         Some(fusio::remotes::aws::S3Error::HttpError(http)) => http,
@@ -661,13 +676,7 @@ impl Appender for S3Appender {
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async move {
             if durability == Durability::Synced {
-                return Err(StorageError::new(
-                    StorageErrorKind::Unsupported,
-                    "append",
-                    self.path.as_str(),
-                    "an object store cannot make part of an object durable; it stores the whole \
-                     object when it is closed",
-                ));
+                return Err(durable_append_unsupported(&self.path));
             }
             self.buffer.extend_from_slice(&data);
             Ok(())
