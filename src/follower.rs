@@ -158,13 +158,11 @@ pub(crate) async fn refresh(inner: &DbInner, follower: &Follower) -> Result<Time
 
 async fn load_newest(inner: &DbInner, follower: &Follower) -> Result<Timestamp, Error> {
     let (view, watermark) = inner.visibility.snapshot();
-    let Some(latest) = follower.store.load_latest().await? else {
+    let current = &view.version;
+    let newer = follower.store.load_newer_than(current.version.number);
+    let Some(latest) = newer.await? else {
         return Ok(watermark);
     };
-    let current = &view.version;
-    if latest.number <= current.version.number {
-        return Ok(watermark);
-    }
     let open: BTreeMap<u64, &Arc<SstReader>> = current
         .ssts()
         .map(|(sst, reader)| (sst.id, reader))

@@ -362,6 +362,18 @@ s3_test!(
         let second_lookup = delta(storage.requests(), before);
         db.close().await?;
 
+        let storage = place.storage();
+        let follower = events_builder().on_storage(storage.clone()).open_read_only(runtime).await?;
+        let before = storage.requests();
+        follower.refresh().await?;
+        let idle_refresh = delta(storage.requests(), before);
+        assert_eq!(
+            (idle_refresh.list, idle_refresh.total()),
+            (1, 1),
+            "a refresh that finds nothing new is one listing: {idle_refresh:?}"
+        );
+        follower.close().await?;
+
         eprintln!("S3 requests (GET/PUT/LIST/DELETE):");
         for (what, count) in [
             ("commit", commit),
@@ -370,6 +382,7 @@ s3_test!(
             ("full scan of a one-SST table", scan),
             ("point lookup (cold)", lookup),
             ("point lookup (another block)", second_lookup),
+            ("follower refresh, nothing new", idle_refresh),
         ] {
             eprintln!(
                 "  {what:32} {}/{}/{}/{} = {}",

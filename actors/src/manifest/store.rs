@@ -100,11 +100,20 @@ impl ManifestStore {
     /// an error, never skipped for an older one: the WAL and SSTs an older record relies on
     /// may be gone.
     pub async fn load_latest(&self) -> Result<Option<Version>, ManifestError> {
+        self.load_newer_than(0).await
+    }
+
+    /// The newest version if its number is above `number`, else `None` — one listing when
+    /// nothing newer was published (how a read-only follower polls).
+    pub async fn load_newer_than(&self, number: u64) -> Result<Option<Version>, ManifestError> {
         let mut attempt = 1;
         loop {
             let Some(&newest) = self.record_numbers().await?.last() else {
                 return Ok(None);
             };
+            if newest <= number {
+                return Ok(None);
+            }
             match self.load(newest).await {
                 // A writer published a newer record and pruned this one after we listed.
                 Err(ManifestError::Storage(error))

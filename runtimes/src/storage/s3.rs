@@ -411,7 +411,7 @@ impl S3Storage {
         Fut: Future<Output = Result<T, StorageError>> + Send + 'static,
     {
         let shared = Arc::clone(&self.shared);
-        let path = path.to_owned();
+        let (path, task_path) = (path.to_owned(), path.to_owned());
         let Some(io) = self.shared.io.as_ref() else {
             unreachable!("the request runtime lives as long as the storage");
         };
@@ -444,7 +444,12 @@ impl S3Storage {
         });
         Box::pin(async move {
             task.await.map_err(|error| {
-                StorageError::new(StorageErrorKind::Io, operation, "", error.to_string())
+                StorageError::new(
+                    StorageErrorKind::Io,
+                    operation,
+                    task_path,
+                    error.to_string(),
+                )
             })?
         })
     }
