@@ -25,7 +25,9 @@ use damselfly_actors::memtable::{Memtable, ReadView, TransactionPins, Visibility
 use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::sst::{BlockCache, SstReader};
 use damselfly_actors::table::{TableSchema, descriptor};
-use damselfly_runtimes::{JoinHandle, Runtime, RuntimeExt, Storage, StorageErrorKind};
+use damselfly_runtimes::{
+    JoinHandle, LocalDiskStorage, Runtime, RuntimeExt, Storage, StorageErrorKind,
+};
 use futures_lite::FutureExt;
 
 use crate::builder::{Location, Options};
@@ -63,7 +65,20 @@ pub(crate) async fn open_read_only(
              object_store, on_fs or on_storage), not a new in-memory one",
         ));
     }
-    let storage = resolve_storage(location, &runtime).await?;
+    // A follower creates nothing, not even the folder of a database that is not there.
+    let storage: Arc<dyn Storage> = match location {
+        Location::Disk(path) => {
+            let shown = path.display().to_string();
+            match LocalDiskStorage::open_existing(path, Arc::clone(&runtime)).await {
+                Ok(storage) => Arc::new(storage),
+                Err(error) if error.kind == StorageErrorKind::NotFound => {
+                    return Err(no_database(&shown));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        location => resolve_storage(location, &runtime).await?,
+    };
     let table = Arc::new(read_descriptor(storage.as_ref(), table).await?);
     let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
     let store = ManifestStore::new(Arc::clone(&storage));
@@ -135,14 +150,17 @@ async fn read_descriptor(storage: &dyn Storage, table: TableSchema) -> Result<Ta
     match storage.read(path).await {
         Ok(bytes) => compare(storage, table, descriptor::decode(path, &bytes)?),
         Err(error) if error.kind == StorageErrorKind::NotFound => {
-            Err(Error::invalid_input(format!(
-                "there is no database at {}: a read-only handle follows a database its writer \
-                 has created",
-                storage.location()
-            )))
+            Err(no_database(&storage.location()))
         }
         Err(error) => Err(error.into()),
     }
+}
+
+fn no_database(location: &str) -> Error {
+    Error::invalid_input(format!(
+        "there is no database at {location}: a read-only handle follows a database its writer \
+         has created"
+    ))
 }
 
 /// Loads the newest published version into `inner`'s view, if it is newer than the one there;

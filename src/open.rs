@@ -7,10 +7,13 @@
 //! 4. The WAL is replayed above the version's floor into memtables; memtables that fill up during
 //!    replay are sealed, and the memtable actor hands them to the flusher as soon as it starts.
 //! 5. The commit clock resumes above the newest commit in the manifest and in the log.
+//! 6. This writer's first WAL segment, which records where replay ended, is written. If a stale
+//!    writer (fenced off by the claim, but not aware of it yet) wrote a segment under that id
+//!    meanwhile, that segment is part of the log now: opening starts again from step 2, and the
+//!    new claim and replay include it.
 //!
-//! Recovery writes only the descriptor of a new database and the claim; the next WAL segment,
-//! which records where replay ended, is created by the first commit. Running recovery again after
-//! a crash during it recovers to the same data.
+//! Recovery writes only the descriptor of a new database, the claim and that first segment. Running
+//! recovery again after a crash during it recovers to the same data.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,8 +34,8 @@ use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::probe::{self, Probe};
 use damselfly_actors::sst::{BlockCache, SstReader};
 use damselfly_actors::table::{TableSchema, descriptor};
-use damselfly_actors::wal::WalWriter;
 use damselfly_actors::wal::replay::{self, ReplaySummary};
+use damselfly_actors::wal::{WalError, WalWriter};
 use damselfly_runtimes::{
     LocalDiskStorage, MemoryStorage, PutOutcome, Runtime, Storage, StorageErrorKind,
 };
@@ -40,6 +43,10 @@ use damselfly_runtimes::{
 use crate::builder::{Location, Options};
 use crate::db::{Db, DbInner};
 use crate::error::{Error, ErrorKind};
+
+/// How often opening is tried again when a stale writer's WAL segment took the place of this
+/// writer's first one.
+const OPEN_ATTEMPTS_MAX: u32 = 4;
 
 pub(crate) async fn open(
     table: TableSchema,
@@ -49,6 +56,38 @@ pub(crate) async fn open(
 ) -> Result<Db, Error> {
     let storage = resolve_storage(location, &runtime).await?;
     let table = Arc::new(check_descriptor(storage.as_ref(), table).await?);
+    for _ in 1..OPEN_ATTEMPTS_MAX {
+        let opened = open_writer(&storage, &table, &options, &runtime).await?;
+        if let Some(db) = opened {
+            return Ok(db);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!(
+            "could not open the database at {}: another writer kept writing its log while this \
+             one claimed it ({OPEN_ATTEMPTS_MAX} attempts); is a second writer running?",
+            storage.location()
+        ),
+    ))
+}
+
+/// Claims the database, recovers it and starts the actors — or `None` when a stale writer (one
+/// this claim fenced off, which has not noticed yet) wrote the WAL segment this writer was to
+/// start with: its segment is part of the log now, so the caller opens again and replays it;
+/// the new claim leaves the stale writer nothing more to write.
+async fn open_writer(
+    storage: &Arc<dyn Storage>,
+    table: &Arc<TableSchema>,
+    options: &Options,
+    runtime: &Arc<dyn Runtime>,
+) -> Result<Option<Db>, Error> {
+    let (storage, table, options, runtime) = (
+        Arc::clone(storage),
+        Arc::clone(table),
+        options.clone(),
+        Arc::clone(runtime),
+    );
     let metrics = Arc::new(EngineMetrics::default());
     let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
 
@@ -83,7 +122,7 @@ pub(crate) async fn open(
     let (publisher_address, publisher_mailbox) = mailbox("manifest-publisher", capacity);
     let (compactor_address, compactor_mailbox) = mailbox("compactor", capacity);
     let (gc_address, gc_mailbox) = mailbox("gc-sweeper", capacity);
-    let wal = WalWriter::new(
+    let mut wal = WalWriter::new(
         Arc::clone(&storage),
         Arc::clone(&runtime),
         options.wal.clone(),
@@ -92,6 +131,18 @@ pub(crate) async fn open(
         memtable_address.notifier(),
         Arc::clone(&metrics),
     )?;
+    match wal.start_log().await {
+        Ok(()) => {}
+        Err(WalError::SegmentTaken { path }) => {
+            tracing::info!(
+                path,
+                "a stale writer extended the log while this one opened; again"
+            );
+            probe::hit(&*runtime, Probe::OpenRetriedAfterStaleSegment);
+            return Ok(None);
+        }
+        Err(error) => return Err(error.into()),
+    }
     let publisher = Publisher::new(
         store,
         Arc::clone(&version),
@@ -192,7 +243,7 @@ pub(crate) async fn open(
         .0
         .try_send(())
         .expect("a new channel with room for one message accepts one message");
-    Ok(Db::from_inner(DbInner {
+    Ok(Some(Db::from_inner(DbInner {
         table,
         runtime,
         storage,
@@ -208,7 +259,7 @@ pub(crate) async fn open(
         actors: std::sync::Mutex::new(actors),
         close_token,
         follower: None,
-    }))
+    })))
 }
 
 pub(crate) async fn resolve_storage(

@@ -43,6 +43,8 @@ probes! {
         "WAL segments below the floor were deleted",
     WalTruncationStopped = "wal.truncation_stopped":
         "a WAL segment could not be deleted, so truncation left it and every newer one",
+    OpenRetriedAfterStaleSegment = "open.retried_after_stale_segment":
+        "a stale writer wrote the WAL segment an opening writer was to start with; it opened again",
     RecoveryReplayed = "recovery.replayed":
         "recovery replayed commits from the WAL",
     RecoverySkippedBelowFloor = "recovery.skipped_below_floor":

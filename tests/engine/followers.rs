@@ -169,6 +169,11 @@ runtime_test!(
         assert_error(missing, ErrorKind::InvalidInput, "no database");
         let fresh = events_builder().in_memory().open_read_only(runtime.clone()).await;
         assert_error(fresh, ErrorKind::InvalidInput, "existing database");
+        let folder = temp_dir();
+        let nowhere = folder.path().join("no-database-here");
+        let absent = events_builder().on_disk(&nowhere)?.open_read_only(runtime.clone()).await;
+        assert_error(absent, ErrorKind::InvalidInput, "no database");
+        assert!(!nowhere.exists(), "a follower creates nothing, not even the folder");
 
         let storage = Arc::new(MemoryStorage::new());
         events_builder().on_storage(storage.clone()).open(runtime.clone()).await?.close().await?;

@@ -146,6 +146,8 @@ pub struct WalWriter {
     last_sync: Instant,
     durable: Notifier<MemtableMessage>,
     metrics: Arc<EngineMetrics>,
+    /// Whether this writer's part of the log was started ([`WalWriter::start_log`]).
+    started: bool,
 }
 
 #[derive(Debug)]
@@ -192,6 +194,7 @@ impl WalWriter {
             last_sync,
             durable,
             metrics,
+            started: false,
         })
     }
 
@@ -288,15 +291,21 @@ impl WalWriter {
         Ok(())
     }
 
-    /// Starts this writer's part of the log with a segment of its own, durably. Its header
-    /// records where replay ended, so whatever an older writer — crashed, or fenced off by this
-    /// one's claim — still appends to its last segment is superseded and never replayed.
+    /// Starts this writer's part of the log with a segment of its own, durably, unless it was
+    /// started already (the actor starts it when it starts; opening a database starts it
+    /// earlier, so that a stale writer's segment found in its place fails the open, which is
+    /// retried, instead of the new writer). Its header records where replay ended, so whatever
+    /// an older writer — crashed, or fenced off by this one's claim — still appends to its last
+    /// segment is superseded and never replayed.
     ///
     /// The segment replay ended in is synced first. A crashed writer may have left frames there
     /// that only the OS held; replay applied them, so they are part of the log from now on, and
     /// the new header names them. Were they lost in a later power loss, the log would have a
     /// hole where the header says frames are.
-    async fn start_log(&mut self) -> Result<(), WalError> {
+    pub async fn start_log(&mut self) -> Result<(), WalError> {
+        if std::mem::replace(&mut self.started, true) {
+            return Ok(());
+        }
         if !self.storage.supports_durable_append() {
             return self.put_group(self.written_through).await;
         }

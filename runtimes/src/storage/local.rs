@@ -65,12 +65,31 @@ impl LocalDiskStorage {
         root: impl Into<PathBuf>,
         runtime: Arc<dyn Runtime>,
     ) -> Result<LocalDiskStorage, StorageError> {
-        let root = root.into();
+        Self::open_root(root.into(), runtime, true).await
+    }
+
+    /// Opens storage rooted at the existing folder `root`, creating nothing (for readers that
+    /// must not write). Fails with [`StorageErrorKind::NotFound`] when there is no such folder.
+    pub async fn open_existing(
+        root: impl Into<PathBuf>,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<LocalDiskStorage, StorageError> {
+        Self::open_root(root.into(), runtime, false).await
+    }
+
+    async fn open_root(
+        root: PathBuf,
+        runtime: Arc<dyn Runtime>,
+        create: bool,
+    ) -> Result<LocalDiskStorage, StorageError> {
         let shown = root.display().to_string();
         let root = std::path::absolute(&root)
             .map_err(|error| StorageError::from_io("open", shown.as_str(), error))?;
         let job_root = root.clone();
-        run_io_job(&*runtime, "open", &shown, move || open_root(&job_root)).await?;
+        run_io_job(&*runtime, "open", &shown, move || {
+            open_root(&job_root, create)
+        })
+        .await?;
         Ok(LocalDiskStorage {
             inner: Arc::new(Inner { root, runtime }),
         })
@@ -332,7 +351,7 @@ impl Appender for LocalAppender {
 // The blocking jobs. Each runs on a blocking thread (or inline in the simulator) and returns an
 // `io::Error` that `run_io_job` maps to a `StorageError` on the relative path.
 
-fn open_root(root: &Path) -> io::Result<()> {
+fn open_root(root: &Path, create: bool) -> io::Result<()> {
     match fs::metadata(root) {
         Ok(metadata) if metadata.is_dir() => Ok(()),
         Ok(_) => Err(io::Error::new(
@@ -342,7 +361,9 @@ fn open_root(root: &Path) -> io::Result<()> {
                 root.display()
             ),
         )),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => sync_dirs(&create_dirs(root)?),
+        Err(error) if error.kind() == io::ErrorKind::NotFound && create => {
+            sync_dirs(&create_dirs(root)?)
+        }
         Err(error) => Err(error),
     }
 }

@@ -262,6 +262,7 @@ struct Counters {
 #[derive(Clone)]
 pub struct S3Storage {
     shared: Arc<Shared>,
+    io: Arc<IoRuntime>,
 }
 
 struct Shared {
@@ -272,14 +273,17 @@ struct Shared {
     max_attempts: u32,
     backoff: Duration,
     counters: Counters,
-    /// Runs the requests; shut down in the background when the storage is dropped.
-    io: Option<tokio::runtime::Runtime>,
 }
 
-impl Drop for Shared {
+/// The runtime the requests run on, shut down in the background when the last clone of the
+/// storage is dropped. Only the storage's handles hold it — never a request task, so it is never
+/// dropped on one of its own threads.
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for IoRuntime {
     fn drop(&mut self) {
         // Dropping a tokio runtime blocks; the last handle may be dropped on an async thread.
-        if let Some(io) = self.io.take() {
+        if let Some(io) = self.0.take() {
             io.shutdown_background();
         }
     }
@@ -380,8 +384,8 @@ impl S3Storage {
                 max_attempts: spec.max_attempts,
                 backoff: spec.backoff,
                 counters: Counters::default(),
-                io: Some(io),
             }),
+            io: Arc::new(IoRuntime(Some(io))),
         })
     }
 
@@ -412,7 +416,7 @@ impl S3Storage {
     {
         let shared = Arc::clone(&self.shared);
         let (path, task_path) = (path.to_owned(), path.to_owned());
-        let Some(io) = self.shared.io.as_ref() else {
+        let Some(io) = self.io.0.as_ref() else {
             unreachable!("the request runtime lives as long as the storage");
         };
         let task = io.spawn(async move {
@@ -513,11 +517,19 @@ enum HttpFailure {
     Transport,
 }
 
-/// `error` with the kind its HTTP failure says: fusio reports some failures of a request (a
-/// listing's connection error, for one) as path errors, which are I/O errors all the same.
+/// `error` with the kind its HTTP failure says. A 404 is a missing object (fusio leaves it an
+/// I/O error when the listing it makes to be sure fails too); fusio reports some failures of a
+/// request (a listing's connection error, for one) as path errors, which are I/O errors all the
+/// same.
 fn reclassified(mut error: StorageError) -> StorageError {
-    if error.kind == StorageErrorKind::InvalidPath && http_failure(&error).is_some() {
-        error.kind = StorageErrorKind::Io;
+    match http_failure(&error) {
+        Some(HttpFailure::Status(404)) if error.kind == StorageErrorKind::Io => {
+            error.kind = StorageErrorKind::NotFound;
+        }
+        Some(_) if error.kind == StorageErrorKind::InvalidPath => {
+            error.kind = StorageErrorKind::Io;
+        }
+        _ => {}
     }
     error
 }
