@@ -371,7 +371,7 @@ impl Run {
         };
         self.shared.crashed.store(false, Ordering::SeqCst);
         self.shared.budget.store(FINAL_OPERATIONS, Ordering::SeqCst);
-        let clients = self.spawn_clients(&db, false);
+        let clients = self.spawn_clients(&db, false).await;
         let deadline = self.sim.now().since_origin() + LIVENESS_BOUND;
         for client in clients {
             client
@@ -492,13 +492,27 @@ impl Run {
         Ok(observation)
     }
 
-    fn spawn_clients(&mut self, db: &Db, faults: bool) -> Vec<damselfly::runtime::JoinHandle<()>> {
+    /// The clients of one incarnation, with a read-only follower of the database beside them
+    /// (when it opens: with faults on it may not).
+    async fn spawn_clients(
+        &mut self,
+        db: &Db,
+        faults: bool,
+    ) -> Vec<damselfly::runtime::JoinHandle<()>> {
         let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
+        let follower = self
+            .config
+            .builder()
+            .on_storage(self.storage.handle())
+            .open_read_only(Arc::clone(&runtime))
+            .await
+            .ok();
         (0..CLIENTS)
             .map(|_| {
                 let random = fastrand::Rng::with_seed(self.random.u64(..));
                 let client = workload::client(
                     db.clone(),
+                    follower.clone(),
                     Arc::clone(&runtime),
                     Arc::clone(&self.shared),
                     random,
@@ -514,7 +528,7 @@ impl Run {
     async fn incarnation(&mut self, db: Db, operations: u64, ending: Ending) -> Result<(), String> {
         self.shared.crashed.store(false, Ordering::SeqCst);
         let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
-        let clients = self.spawn_clients(&db, true);
+        let clients = self.spawn_clients(&db, true).await;
         // The crash comes at a random instant, most likely while clients are busy.
         let crash_at = Duration::from_millis(self.random.u64(0..operations.max(1) * 4));
         let timed = matches!(ending, Ending::ProcessCrash | Ending::PowerLoss);

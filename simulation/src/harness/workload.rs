@@ -129,6 +129,7 @@ enum Next {
 /// One client: draws operations from `random` until the budget is spent or the database fails.
 pub(crate) async fn client(
     db: Db,
+    follower: Option<Db>,
     runtime: Arc<dyn Runtime>,
     shared: Arc<Shared>,
     mut random: fastrand::Rng,
@@ -148,7 +149,11 @@ pub(crate) async fn client(
             550..=649 => transaction(&db, &shared, &mut random, &runtime, commit).await,
             650..=849 => read(&db, &shared, &mut random, None).await,
             850..=879 => stable_snapshot(&db, &shared, &mut random, &runtime).await,
-            880..=994 => {
+            960..=994 => match &follower {
+                Some(follower) => follower_read(follower, &shared, &mut random).await,
+                None => Ok(Next::Continue),
+            },
+            880..=959 => {
                 let timestamps = shared.model().acknowledged_timestamps();
                 match timestamps.get(random.usize(0..timestamps.len().max(1))) {
                     Some(&ts) => read(&db, &shared, &mut random, Some(ts)).await,
@@ -443,6 +448,29 @@ async fn read(
     match read_view(&snapshot, shared, random).await? {
         Some(observation) => Ok(record(shared, observation)),
         None => Ok(Next::Stop),
+    }
+}
+
+/// One read through a read-only follower of the database, after a refresh: it reads at the
+/// newest published version's timestamp, and must read exactly what the model says there. A
+/// follower may meet injected faults or files the writer's GC deleted after the grace period:
+/// errors are allowed (corruption still only after a bit flip), wrong rows are not.
+async fn follower_read(
+    follower: &Db,
+    shared: &Shared,
+    random: &mut fastrand::Rng,
+) -> Result<Next, Error> {
+    let outcome = async {
+        follower.refresh().await?;
+        let snapshot = follower.begin_snapshot().await?;
+        read_view(&snapshot, shared, random).await
+    }
+    .await;
+    match outcome {
+        Ok(Some(observation)) => Ok(record(shared, observation)),
+        Ok(None) => Ok(Next::Stop),
+        Err(error) if error.kind() == ErrorKind::Corruption => Err(error),
+        Err(_) => Ok(Next::Continue),
     }
 }
 
