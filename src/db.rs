@@ -32,6 +32,17 @@ use crate::snapshot::Snapshot;
 use crate::transaction::Transaction;
 use crate::value::Key;
 
+/// A channel holding one token: whoever receives it may do the one thing it stands for (close
+/// the database, refresh a follower) and gives it back after.
+pub(crate) fn token() -> (async_channel::Sender<()>, async_channel::Receiver<()>) {
+    let token = async_channel::bounded(1);
+    token
+        .0
+        .try_send(())
+        .expect("a new channel with room for one message accepts one message");
+    token
+}
+
 /// An open database. Clone it to share it between tasks; [`Db::close`] closes it for all clones.
 #[derive(Clone)]
 pub struct Db {

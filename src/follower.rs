@@ -31,7 +31,7 @@ use damselfly_runtimes::{
 use futures_lite::FutureExt;
 
 use crate::builder::{Location, Options};
-use crate::db::{Db, DbInner};
+use crate::db::{Db, DbInner, token};
 use crate::error::Error;
 use crate::open::{compare, open_ssts, resolve_storage};
 
@@ -96,10 +96,7 @@ pub(crate) async fn open_read_only(
         },
         watermark,
     ));
-    let turn = async_channel::bounded(1);
-    turn.0
-        .try_send(())
-        .expect("a new channel with room for one message accepts one message");
+    let turn = token();
     let (stop, stopped) = async_channel::bounded(1);
     let follower = Follower {
         store,
@@ -109,11 +106,7 @@ pub(crate) async fn open_read_only(
     };
     // A follower runs no actor; its write paths check for the follower before using these.
     let capacity = options.mailbox_capacity;
-    let close_token = async_channel::bounded(1);
-    close_token
-        .0
-        .try_send(())
-        .expect("a new channel with room for one message accepts one message");
+    let close_token = token();
     let interval = options.refresh_interval;
     tracing::info!(
         location = %storage.location(),

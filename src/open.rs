@@ -41,7 +41,7 @@ use damselfly_runtimes::{
 };
 
 use crate::builder::{Location, Options};
-use crate::db::{Db, DbInner};
+use crate::db::{Db, DbInner, token};
 use crate::error::{Error, ErrorKind};
 
 /// How often opening is tried again when a stale writer's WAL segment took the place of this
@@ -238,11 +238,7 @@ async fn open_writer(
         last_timestamp = %clock,
         "database open"
     );
-    let close_token = async_channel::bounded(1);
-    close_token
-        .0
-        .try_send(())
-        .expect("a new channel with room for one message accepts one message");
+    let close_token = token();
     Ok(Some(Db::from_inner(DbInner {
         table,
         runtime,
