@@ -24,16 +24,14 @@ use damselfly_actors::manifest::{ManifestStore, PublishedVersion, Version};
 use damselfly_actors::memtable::{Memtable, ReadView, TransactionPins, Visibility, WriteBudget};
 use damselfly_actors::metrics::EngineMetrics;
 use damselfly_actors::sst::{BlockCache, SstReader};
-use damselfly_actors::table::{TableSchema, descriptor};
-use damselfly_runtimes::{
-    JoinHandle, LocalDiskStorage, Runtime, RuntimeExt, Storage, StorageErrorKind,
-};
+use damselfly_actors::table::TableSchema;
+use damselfly_runtimes::{JoinHandle, Runtime, RuntimeExt};
 use futures_lite::FutureExt;
 
 use crate::builder::{Location, Options};
 use crate::db::{Db, DbInner, token};
 use crate::error::Error;
-use crate::open::{compare, open_ssts, resolve_storage};
+use crate::open::{Create, open_ssts, resolve};
 
 /// What a follower needs beyond what every handle has.
 pub(crate) struct Follower {
@@ -59,27 +57,7 @@ pub(crate) async fn open_read_only(
     options: Options,
     runtime: Arc<dyn Runtime>,
 ) -> Result<Db, Error> {
-    if matches!(location, Location::Memory) {
-        return Err(Error::invalid_input(
-            "a read-only handle follows an existing database: give its location (on_disk, \
-             object_store, on_fs or on_storage), not a new in-memory one",
-        ));
-    }
-    // A follower creates nothing, not even the folder of a database that is not there.
-    let storage: Arc<dyn Storage> = match location {
-        Location::Disk(path) => {
-            let shown = path.display().to_string();
-            match LocalDiskStorage::open_existing(path, Arc::clone(&runtime)).await {
-                Ok(storage) => Arc::new(storage),
-                Err(error) if error.kind == StorageErrorKind::NotFound => {
-                    return Err(no_database(&shown));
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        location => resolve_storage(location, &runtime).await?,
-    };
-    let table = Arc::new(read_descriptor(storage.as_ref(), table).await?);
+    let (storage, table) = resolve(location, table, &runtime, Create::Never).await?;
     let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
     let store = ManifestStore::new(Arc::clone(&storage));
     // The writer publishes its first version right after creating the descriptor.
@@ -135,25 +113,6 @@ pub(crate) async fn open_read_only(
         db.track_task(task);
     }
     Ok(db)
-}
-
-/// The stored table descriptor, checked against `table`. A follower never creates one.
-async fn read_descriptor(storage: &dyn Storage, table: TableSchema) -> Result<TableSchema, Error> {
-    let path = descriptor::DESCRIPTOR_PATH;
-    match storage.read(path).await {
-        Ok(bytes) => compare(storage, table, descriptor::decode(path, &bytes)?),
-        Err(error) if error.kind == StorageErrorKind::NotFound => {
-            Err(no_database(&storage.location()))
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn no_database(location: &str) -> Error {
-    Error::invalid_input(format!(
-        "there is no database at {location}: a read-only handle follows a database its writer \
-         has created"
-    ))
 }
 
 /// Loads the newest published version into `inner`'s view, if it is newer than the one there;

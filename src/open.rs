@@ -54,9 +54,8 @@ pub(crate) async fn open(
     options: Options,
     runtime: Arc<dyn Runtime>,
 ) -> Result<Db, Error> {
-    let storage = resolve_storage(location, &runtime).await?;
-    let table = Arc::new(check_descriptor(storage.as_ref(), table).await?);
-    for _ in 1..OPEN_ATTEMPTS_MAX {
+    let (storage, table) = resolve(location, table, &runtime, Create::IfMissing).await?;
+    for _ in 0..OPEN_ATTEMPTS_MAX {
         let opened = open_writer(&storage, &table, &options, &runtime).await?;
         if let Some(db) = opened {
             return Ok(db);
@@ -258,15 +257,54 @@ async fn open_writer(
     })))
 }
 
-pub(crate) async fn resolve_storage(
+/// Whether opening may create a database where there is none (a writer) or must find one (a
+/// read-only follower, which writes nothing at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Create {
+    IfMissing,
+    Never,
+}
+
+/// The storage at `location`, and the table stored there: created if missing and `create`
+/// allows it, or else checked against `table`.
+pub(crate) async fn resolve(
     location: Location,
+    table: TableSchema,
     runtime: &Arc<dyn Runtime>,
-) -> Result<Arc<dyn Storage>, Error> {
-    Ok(match location {
-        Location::Memory => Arc::new(MemoryStorage::new()),
-        Location::Disk(path) => Arc::new(LocalDiskStorage::open(path, Arc::clone(runtime)).await?),
-        Location::Storage(storage) => storage,
-    })
+    create: Create,
+) -> Result<(Arc<dyn Storage>, Arc<TableSchema>), Error> {
+    let storage: Arc<dyn Storage> = match (location, create) {
+        (Location::Memory, Create::IfMissing) => Arc::new(MemoryStorage::new()),
+        (Location::Memory, Create::Never) => {
+            return Err(Error::invalid_input(
+                "a read-only handle follows an existing database: give its location (on_disk, \
+                 object_store, on_fs or on_storage), not a new in-memory one",
+            ));
+        }
+        (Location::Disk(path), Create::IfMissing) => {
+            Arc::new(LocalDiskStorage::open(path, Arc::clone(runtime)).await?)
+        }
+        (Location::Disk(path), Create::Never) => {
+            let shown = path.display().to_string();
+            match LocalDiskStorage::open_existing(path, Arc::clone(runtime)).await {
+                Ok(storage) => Arc::new(storage),
+                Err(error) if error.kind == StorageErrorKind::NotFound => {
+                    return Err(no_database(&shown));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        (Location::Storage(storage), _) => storage,
+    };
+    let table = Arc::new(check_descriptor(storage.as_ref(), table, create).await?);
+    Ok((storage, table))
+}
+
+fn no_database(location: &str) -> Error {
+    Error::invalid_input(format!(
+        "there is no database at {location}: a read-only handle follows a database its writer \
+         has created"
+    ))
 }
 
 /// The claimed version with a reader for each of its SSTs.
@@ -339,11 +377,19 @@ fn probe_recovery(runtime: &dyn Runtime, summary: &ReplaySummary, memtables: &Re
     }
 }
 
-/// Creates the table descriptor, or checks that the stored one describes `table`.
-async fn check_descriptor(storage: &dyn Storage, table: TableSchema) -> Result<TableSchema, Error> {
+/// Creates the table descriptor (if `create` allows), or checks that the stored one describes
+/// `table`.
+async fn check_descriptor(
+    storage: &dyn Storage,
+    table: TableSchema,
+    create: Create,
+) -> Result<TableSchema, Error> {
     let path = descriptor::DESCRIPTOR_PATH;
     match storage.read(path).await {
         Ok(bytes) => return compare(storage, table, descriptor::decode(path, &bytes)?),
+        Err(error) if error.kind == StorageErrorKind::NotFound && create == Create::Never => {
+            return Err(no_database(&storage.location()));
+        }
         Err(error) if error.kind == StorageErrorKind::NotFound => {}
         Err(error) => return Err(error.into()),
     }
@@ -359,7 +405,7 @@ async fn check_descriptor(storage: &dyn Storage, table: TableSchema) -> Result<T
     }
 }
 
-pub(crate) fn compare(
+fn compare(
     storage: &dyn Storage,
     wanted: TableSchema,
     stored: TableSchema,

@@ -427,9 +427,7 @@ impl S3Storage {
                 let outcome = tokio::time::timeout(shared.request_timeout, call).await;
                 let error = match outcome.map(|result| result.map_err(reclassified)) {
                     Ok(Ok(value)) => return Ok(value),
-                    Ok(Err(error)) if !is_transient(&error) || attempt >= shared.max_attempts => {
-                        return Err(shared.scrubbed(error));
-                    }
+                    Ok(Err(error)) if !is_transient(&error) => return Err(shared.scrubbed(error)),
                     Ok(Err(error)) => shared.scrubbed(error),
                     Err(_) => StorageError::new(
                         StorageErrorKind::Io,
