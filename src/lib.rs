@@ -56,6 +56,8 @@ pub mod compaction {
         CompactionStrategy, JOB_FORMAT, LocalExecutor,
     };
     pub use damselfly_actors::gc::GcReport;
+    pub use damselfly_actors::metrics::ExecutorMetrics;
+    pub use damselfly_actors::sst::SstOptions;
 }
 
 /// Storage: the port the engine keeps its files through, and its backends.

@@ -86,6 +86,12 @@ pub struct Metrics {
     pub compaction_rows_read: u64,
     /// Row versions written by compactions (fewer than read: versions no read needs dropped).
     pub compaction_rows_written: u64,
+    /// Compaction jobs a remote executor ran in another process (see `damselfly-remote`).
+    pub compaction_remote_jobs: u64,
+    /// Times a remote executor moved a job on to another worker after one failed to answer.
+    pub compaction_failovers: u64,
+    /// Jobs a remote executor ran in this process because no worker could take them.
+    pub compaction_fallbacks: u64,
     /// Writes delayed because level 0 had reached its slowdown threshold.
     pub write_slowdowns: u64,
     /// Flushes that waited because level 0 had reached its stop threshold.
@@ -154,6 +160,9 @@ impl Metrics {
             compaction_bytes_written: counters.compaction_bytes_written.get(),
             compaction_rows_read: counters.compaction_rows_read.get(),
             compaction_rows_written: counters.compaction_rows_written.get(),
+            compaction_remote_jobs: counters.executor.remote_jobs.get(),
+            compaction_failovers: counters.executor.failovers.get(),
+            compaction_fallbacks: counters.executor.fallbacks.get(),
             write_slowdowns: counters.write_slowdowns.get(),
             flush_stalls: counters.flush_stalls.get(),
             gc_files_deleted: counters.gc_files_deleted.get(),

@@ -158,7 +158,8 @@ async fn open_writer(
         Arc::clone(&runtime),
         Arc::clone(&table),
         options.sst.clone(),
-    );
+    )
+    .with_metrics(Arc::clone(&metrics.executor));
     let executor: Arc<dyn CompactionExecutor> = match &options.executor {
         Some(factory) => (factory.0)(local),
         None => Arc::new(local),

@@ -3,6 +3,7 @@
 //! Plain relaxed atomics: cheap to bump on hot paths, cheap to read, and each value is exact on
 //! its own (a reader may see one counter a moment ahead of another).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters shared by the actors of one database.
@@ -56,6 +57,8 @@ pub struct EngineMetrics {
     pub compaction_rows_read: Counter,
     /// Row versions written by published compactions.
     pub compaction_rows_written: Counter,
+    /// What the compaction executor reports of where jobs ran.
+    pub executor: Arc<ExecutorMetrics>,
     /// Writes delayed because level 0 had reached the slowdown threshold.
     pub write_slowdowns: Counter,
     /// Flushes that waited because level 0 had reached the stop threshold.
@@ -70,6 +73,21 @@ pub struct EngineMetrics {
     pub transaction_conflicts: Counter,
     /// The newest commit timestamp whose WAL record is synced: it survives a power loss.
     pub wal_synced_timestamp: Gauge,
+}
+
+/// Counters a compaction executor keeps in the database's metrics: an executor that runs jobs
+/// elsewhere says how many ran there, how many moved on to another place after one failed, and
+/// how many fell back to running in this process. [`LocalExecutor::metrics`] hands them out.
+///
+/// [`LocalExecutor::metrics`]: crate::compactor::LocalExecutor::metrics
+#[derive(Debug, Default)]
+pub struct ExecutorMetrics {
+    /// Jobs another process ran.
+    pub remote_jobs: Counter,
+    /// Times a job moved on to another worker after one failed to answer.
+    pub failovers: Counter,
+    /// Jobs run in this process because no worker could take them.
+    pub fallbacks: Counter,
 }
 
 /// A monotonically increasing count.

@@ -18,6 +18,7 @@ use super::CompactionError;
 use super::job::{CompactionJob, CompactionOutcome, JOB_FORMAT};
 use super::merge::{MergeRules, Merger};
 use crate::manifest::{SstDescriptor, sst_path};
+use crate::metrics::ExecutorMetrics;
 use crate::sst::{BlockCache, EncodedSst, KeyRange, SstOptions, SstReader};
 use crate::table::TableSchema;
 
@@ -43,6 +44,7 @@ pub struct LocalExecutor {
     runtime: Arc<dyn Runtime>,
     table: Arc<TableSchema>,
     options: SstOptions,
+    metrics: Arc<ExecutorMetrics>,
 }
 
 impl LocalExecutor {
@@ -58,7 +60,25 @@ impl LocalExecutor {
             runtime,
             table,
             options,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The same executor, counting into `metrics` (the database's, when it makes its executor).
+    pub fn with_metrics(self, metrics: Arc<ExecutorMetrics>) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// The counters an executor built around this one reports to: in the database's executor,
+    /// they appear in its metrics.
+    pub fn metrics(&self) -> Arc<ExecutorMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// How this executor lays out the SSTs it writes: an executor running jobs elsewhere passes
+    /// it on, so the outputs look as if written here.
+    pub fn sst_options(&self) -> &SstOptions {
+        &self.options
     }
 
     /// Runs `job` here; see [`CompactionExecutor::execute`].

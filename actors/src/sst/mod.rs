@@ -97,7 +97,7 @@ pub fn sst_batch(
 }
 
 /// How an SST's pages are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SstCompression {
     /// Zstandard at the given level (1..=22). Level 1 is the default: it meets the size target
     /// and encodes fastest (see `docs/format.md`).
@@ -129,8 +129,9 @@ impl SstCompression {
     }
 }
 
-/// How SSTs are laid out. The defaults suit both scans and point lookups.
-#[derive(Debug, Clone, PartialEq)]
+/// How SSTs are laid out. The defaults suit both scans and point lookups. Plain serialisable
+/// data: a remote executor hands the database's layout to the process that writes the outputs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SstOptions {
     /// Rows per data page at most, and rows per block of the block index (default 4096).
     pub page_rows: usize,
