@@ -85,11 +85,18 @@ pub enum FaultKind {
     /// A put-if-absent took effect but was answered "already exists" — what an object store
     /// client reports when it retries a put whose answer was lost and finds its own object.
     CasAppliedReportedTaken,
+    /// Compaction ran on a (simulated) remote worker, whose answer came late.
+    RemoteDelay,
+    /// A remote worker ran a compaction job, but its answer was lost on the way back.
+    RemoteAnswerLost,
+    /// A second remote worker ran the same compaction job (as after a timeout and a retry),
+    /// starting a while later; its answer went nowhere.
+    RemoteDuplicate,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 19] = [
+    pub const ALL: [FaultKind; 22] = [
         FaultKind::PowerLoss,
         FaultKind::TornWrite,
         FaultKind::LostCreate,
@@ -109,6 +116,9 @@ impl FaultKind {
         FaultKind::CasAppliedButFailed,
         FaultKind::ObjectStore,
         FaultKind::CasAppliedReportedTaken,
+        FaultKind::RemoteDelay,
+        FaultKind::RemoteAnswerLost,
+        FaultKind::RemoteDuplicate,
     ];
 
     /// The kind's name, in snake case, as the `sim` command prints it.
@@ -134,6 +144,9 @@ impl FaultKind {
             FaultKind::CasAppliedButFailed => "cas_applied_but_failed",
             FaultKind::ObjectStore => "object_store",
             FaultKind::CasAppliedReportedTaken => "cas_applied_reported_taken",
+            FaultKind::RemoteDelay => "remote_delay",
+            FaultKind::RemoteAnswerLost => "remote_answer_lost",
+            FaultKind::RemoteDuplicate => "remote_duplicate",
         }
     }
 
@@ -202,6 +215,10 @@ impl FaultPlan {
                     | FaultKind::CasConflict
                     | FaultKind::CasAppliedButFailed
                     | FaultKind::CasAppliedReportedTaken => [10, 50, 250],
+                    // Per compaction job, and a run has a few dozen at most.
+                    FaultKind::RemoteDelay
+                    | FaultKind::RemoteAnswerLost
+                    | FaultKind::RemoteDuplicate => [2, 4, 8],
                     // A mode, not a rate: on for the whole run.
                     FaultKind::ObjectStore => [1, 1, 1],
                     _ => [100, 1_000, 10_000],
@@ -317,6 +334,19 @@ struct FaultState {
     crash_after_calls: Option<u64>,
     /// The power goes out during the next call of this kind.
     power_cut_at: Option<PowerCutAt>,
+}
+
+/// What a simulated remote compaction worker does wrong with one job
+/// ([`SimStorage::remote_faults`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteFaults {
+    /// The answer comes this much later ([`FaultKind::RemoteDelay`]).
+    pub delay: Option<Duration>,
+    /// The job ran; its answer was lost ([`FaultKind::RemoteAnswerLost`]).
+    pub answer_lost: bool,
+    /// A second worker runs the job too, starting this much later
+    /// ([`FaultKind::RemoteDuplicate`]).
+    pub duplicate: Option<Duration>,
 }
 
 /// Where an armed power loss comes ([`SimStorage::power_loss_at_next`]).
@@ -440,6 +470,46 @@ impl SimStorage {
         let mut state = self.shared.lock();
         state.active = active;
         state.disk_full_writes = 0;
+    }
+
+    /// Whether compaction runs on simulated remote workers (any remote kind is on).
+    #[must_use]
+    pub fn remote_compaction(&self) -> bool {
+        [
+            FaultKind::RemoteDelay,
+            FaultKind::RemoteAnswerLost,
+            FaultKind::RemoteDuplicate,
+        ]
+        .into_iter()
+        .any(|kind| self.shared.plan.is_on(kind))
+    }
+
+    /// Draws what a simulated remote worker does wrong with the compaction job `job` (nothing
+    /// while faults are off), and ledgers it.
+    pub fn remote_faults(&self, job: &str) -> RemoteFaults {
+        let at = self.shared.now();
+        let mut state = self.shared.lock();
+        if !state.active {
+            return RemoteFaults::default();
+        }
+        let FaultState { random, ledger, .. } = &mut *state;
+        let plan = &self.shared.plan;
+        let mut faults = RemoteFaults::default();
+        // Up to a minute: past the compactor's tick, often past another job's publication.
+        let mut late = |kind: FaultKind, random: &mut fastrand::Rng| {
+            plan.fires(kind, random).then(|| {
+                let delay = Duration::from_millis(random.u64(0..60_000));
+                ledger.note(at, kind, || format!("{job}: {delay:?}"));
+                delay
+            })
+        };
+        faults.delay = late(FaultKind::RemoteDelay, random);
+        faults.duplicate = late(FaultKind::RemoteDuplicate, random);
+        if plan.fires(FaultKind::RemoteAnswerLost, random) {
+            ledger.note(at, FaultKind::RemoteAnswerLost, || job.to_owned());
+            faults.answer_lost = true;
+        }
+        faults
     }
 
     /// The faults injected so far.

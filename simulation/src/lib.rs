@@ -99,7 +99,7 @@ mod timer;
 mod trace;
 mod waker;
 
-pub use faults::{FaultKind, FaultPlan, FaultRecord, Ledger, PowerCutAt, SimStorage};
+pub use faults::{FaultKind, FaultPlan, FaultRecord, Ledger, PowerCutAt, RemoteFaults, SimStorage};
 pub use runtime::SimRuntime;
 pub use scheduler::{PCT_STARVATION_POLLS, SchedulePolicy};
 pub use trace::{Divergence, first_divergence};

@@ -16,6 +16,7 @@
 //! the run ends within its virtual-time budget.
 
 mod model;
+mod remote;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -424,12 +425,21 @@ impl Run {
             attempt += 1;
             self.storage
                 .set_faults_active(faults && attempt < OPEN_ATTEMPTS);
-            let opened = self
-                .config
-                .builder()
-                .on_storage(self.storage.handle())
-                .open(Arc::clone(&runtime))
-                .await;
+            let builder = self.config.builder().on_storage(self.storage.handle());
+            let builder = match self.storage.remote_compaction() {
+                true => {
+                    let (storage, clock) = (self.storage.clone(), Arc::clone(&runtime));
+                    builder.compaction_executor(move |local| {
+                        Arc::new(remote::SimRemoteExecutor {
+                            local,
+                            storage: storage.clone(),
+                            runtime: Arc::clone(&clock),
+                        })
+                    })
+                }
+                false => builder,
+            };
+            let opened = builder.open(Arc::clone(&runtime)).await;
             self.storage.cancel_crash();
             match opened {
                 Ok(db) => break db,
