@@ -3,61 +3,26 @@
 //! table against arrow-rs reading the live SST files directly.
 //!
 //! `COMPACTION_ROWS` rows (20,000,000 unless the environment says otherwise) in `BULK_BATCH`-row
-//! batches by one writer; a fifth of each batch overwrites random keys written before, the rest
-//! are new keys. The database keeps one version per key (`retain_versions(1)`), so compaction may
+//! batches by one writer ([`Overwrites`]). The database keeps one version per key (`retain_versions(1)`), so compaction may
 //! drop every overwritten version, and deletes files at once (`gc_grace_period(0)`).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use damselfly::arrow_array::{ArrayRef, RecordBatch, UInt64Array};
 use damselfly::runtime::Runtime;
 use damselfly::{Db, DbBuilder};
 
 use crate::Report;
-use crate::data::RowSource;
+use crate::data::{Overwrites, RowSource};
 use crate::reads::{arrow_rs, best_rate, scan, sst_files};
 use crate::writes::{BULK_BATCH, open_with, write_arrow_file};
-
-/// One row in this many overwrites an older key.
-const OVERWRITE_EVERY: u64 = 5;
 
 fn total_rows() -> u64 {
     std::env::var("COMPACTION_ROWS")
         .ok()
         .and_then(|rows| rows.parse().ok())
         .unwrap_or(20_000_000)
-}
-
-/// The batches of the workload: each has `BULK_BATCH` rows, the first four fifths with new
-/// keys, the last fifth with random keys already written.
-struct Overwrites {
-    source: RowSource,
-    random: fastrand::Rng,
-    next_key: u64,
-}
-
-impl Overwrites {
-    fn new() -> Self {
-        Self {
-            source: RowSource::new(BULK_BATCH),
-            random: fastrand::Rng::with_seed(20),
-            next_key: 0,
-        }
-    }
-
-    fn batch(&mut self, index: u64) -> RecordBatch {
-        let template = self.source.batch(index);
-        let fresh = BULK_BATCH - BULK_BATCH / OVERWRITE_EVERY;
-        let mut ids: Vec<u64> = (self.next_key..self.next_key + fresh).collect();
-        self.next_key += fresh;
-        let written = self.next_key;
-        ids.extend((fresh..BULK_BATCH).map(|_| self.random.u64(0..written)));
-        let mut columns: Vec<ArrayRef> = template.columns().to_vec();
-        columns[0] = Arc::new(UInt64Array::from(ids));
-        RecordBatch::try_new(template.schema(), columns).expect("the columns match the schema")
-    }
 }
 
 fn configure(builder: DbBuilder, automatic: bool) -> DbBuilder {
@@ -69,7 +34,7 @@ fn configure(builder: DbBuilder, automatic: bool) -> DbBuilder {
 
 /// Ingests every batch and flushes; returns rows/s and the number of distinct keys.
 async fn ingest(db: &Db) -> (f64, u64) {
-    let mut batches = Overwrites::new();
+    let mut batches = Overwrites::new(BULK_BATCH);
     let count = total_rows().div_ceil(BULK_BATCH);
     let started = Instant::now();
     for index in 0..count {
@@ -79,7 +44,7 @@ async fn ingest(db: &Db) -> (f64, u64) {
     let rows = count * BULK_BATCH;
     (
         rows as f64 / started.elapsed().as_secs_f64(),
-        batches.next_key,
+        batches.distinct_keys(),
     )
 }
 

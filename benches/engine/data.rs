@@ -72,3 +72,44 @@ impl RowSource {
         RecordBatch::try_new(template.schema(), columns).expect("the columns match the schema")
     }
 }
+
+/// One row in this many overwrites an older key.
+const OVERWRITE_EVERY: u64 = 5;
+
+/// Batches where a fifth of the rows overwrite random keys written before: each has
+/// `batch_rows` rows, the first four fifths with new keys, the last fifth with random keys
+/// already written (the same sequence every run).
+pub struct Overwrites {
+    source: RowSource,
+    random: fastrand::Rng,
+    next_key: u64,
+    batch_rows: u64,
+}
+
+impl Overwrites {
+    pub fn new(batch_rows: u64) -> Self {
+        Self {
+            source: RowSource::new(batch_rows),
+            random: fastrand::Rng::with_seed(20),
+            next_key: 0,
+            batch_rows,
+        }
+    }
+
+    /// How many distinct keys the batches so far hold.
+    pub fn distinct_keys(&self) -> u64 {
+        self.next_key
+    }
+
+    pub fn batch(&mut self, index: u64) -> RecordBatch {
+        let template = self.source.batch(index);
+        let fresh = self.batch_rows - self.batch_rows / OVERWRITE_EVERY;
+        let mut ids: Vec<u64> = (self.next_key..self.next_key + fresh).collect();
+        self.next_key += fresh;
+        let written = self.next_key;
+        ids.extend((fresh..self.batch_rows).map(|_| self.random.u64(0..written)));
+        let mut columns: Vec<ArrayRef> = template.columns().to_vec();
+        columns[0] = Arc::new(UInt64Array::from(ids));
+        RecordBatch::try_new(template.schema(), columns).expect("the columns match the schema")
+    }
+}

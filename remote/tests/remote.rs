@@ -6,6 +6,7 @@
 //! running side by side in this process (one kameo network for all of them) never share work.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -39,16 +40,24 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts a worker on `storage` in `pool`, and waits until it listens.
+    /// Starts a worker on the folder `storage` in `pool`, and waits until it listens.
     fn start(storage: &Path, pool: &str, extra: &[&str]) -> WorkerProcess {
-        let log = storage.with_file_name(format!(
-            "{}-{pool}-{}.log",
-            storage
-                .file_name()
-                .and_then(|name| name.to_str())
-                .unwrap_or("db"),
-            fastrand_suffix()
-        ));
+        let log_dir = storage
+            .parent()
+            .expect("the database folder is in a temporary one");
+        Self::spawn(log_dir, storage.as_os_str(), pool, extra, &[])
+    }
+
+    /// Starts a worker on the location `storage` with the environment `env`; it logs to a file
+    /// in `log_dir`.
+    fn spawn(
+        log_dir: &Path,
+        storage: &OsStr,
+        pool: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let log = log_dir.join(format!("worker-{pool}-{}.log", unique()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_damselfly-compactor"))
             .arg("--storage")
             .arg(storage)
@@ -61,6 +70,7 @@ impl WorkerProcess {
                 "2",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
@@ -112,8 +122,9 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// A distinct suffix per call in this process (log names, pool names).
-fn fastrand_suffix() -> u64 {
+/// A distinct number per call in this process and across processes (log, pool and prefix
+/// names).
+fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     u64::from(std::process::id()) * 1000 + NEXT.fetch_add(1, Ordering::Relaxed)
@@ -231,7 +242,7 @@ async fn reopened_rows(dir: &Path, runtime: impl Runtime) -> Result<Model, Error
 }
 
 fn pool(name: &str) -> String {
-    format!("{name}-{}", fastrand_suffix())
+    format!("{name}-{}", unique())
 }
 
 async fn compacts_on_a_worker_process<R: Runtime + Clone>(runtime: R) -> Result<(), Error> {
@@ -533,4 +544,82 @@ async fn wait_for(done: impl Fn() -> bool, what: &str, context: &dyn Fn() -> Str
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for {what}:\n{}", context());
+}
+
+/// The database and the worker share a bucket prefix on the S3-compatible server the test
+/// script starts (`$DAMSELFLY_S3_ENDPOINT`, `$DAMSELFLY_S3_BUCKET`); skipped without one unless
+/// `$DAMSELFLY_REQUIRE_S3` is set.
+#[cfg(feature = "s3")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_compacts_a_database_in_a_bucket() -> Result<(), Error> {
+    use damselfly::storage::{S3Credentials, S3Spec};
+    let (endpoint, bucket) = match (
+        std::env::var("DAMSELFLY_S3_ENDPOINT"),
+        std::env::var("DAMSELFLY_S3_BUCKET"),
+    ) {
+        (Ok(endpoint), Ok(bucket)) => (endpoint, bucket),
+        _ if std::env::var_os("DAMSELFLY_REQUIRE_S3").is_some() => {
+            panic!("DAMSELFLY_S3_ENDPOINT and DAMSELFLY_S3_BUCKET must name an S3 server")
+        }
+        _ => {
+            eprintln!("skipping an S3 test: DAMSELFLY_S3_ENDPOINT and DAMSELFLY_S3_BUCKET unset");
+            return Ok(());
+        }
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    let prefix = format!("remote-compaction-{}-{nanos}", unique());
+    let (key_id, secret) = ("testing-key-id", "testing-secret");
+    let spec = S3Spec::new(bucket.clone())
+        .prefix(prefix.clone())
+        .endpoint(endpoint.clone())
+        .allow_http(true)
+        .credentials(S3Credentials::new(key_id, secret));
+    let logs = tempfile::tempdir().expect("a temporary folder");
+    let pool = pool("bucket");
+    let location = format!("s3://{bucket}/{prefix}");
+    let worker = WorkerProcess::spawn(
+        logs.path(),
+        OsStr::new(&location),
+        &pool,
+        &["--allow-http"],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", key_id),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    network().dial(worker.address.clone()).await.expect("dials");
+    let options = RemoteOptions::default()
+        .pool(&pool)
+        .fallback(Fallback::Wait);
+    let open_in_bucket = |remote_compaction: bool| {
+        let builder = DbBuilder::from_schema_key_name(schema(), "id")
+            .and_then(|builder| builder.object_store(spec.clone()))
+            .expect("a valid builder")
+            .automatic_compaction(false);
+        let builder = match remote_compaction {
+            true => remote(options.clone())(builder),
+            false => builder,
+        };
+        builder.open(TokioRuntime::current())
+    };
+    let db = open_in_bucket(true).await?;
+    let mut model = Model::new();
+    rounds_then_compact(&db, 0..4, &mut model).await?;
+    let metrics = db.metrics();
+    assert!(metrics.compaction_jobs >= 1, "{metrics:?}");
+    assert_eq!(
+        metrics.compaction_remote_jobs, metrics.compaction_jobs,
+        "{metrics:?}"
+    );
+    db.close().await?;
+    let db = open_in_bucket(false).await?;
+    assert_eq!(rows(&db).await?, model);
+    db.close().await?;
+    assert!(worker.log().contains("job done"), "{}", worker.log());
+    Ok(())
 }
