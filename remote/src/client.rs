@@ -52,8 +52,13 @@ pub async fn find_workers(
 
 impl WorkerRef {
     /// The peer the worker runs on.
-    pub fn peer_id(&self) -> Option<PeerId> {
-        self.actor.id().peer_id().copied()
+    pub fn peer_id(&self) -> PeerId {
+        // Only a worker of this very process has no peer id of its own.
+        self.actor
+            .id()
+            .peer_id()
+            .copied()
+            .unwrap_or_else(|| self.network.peer_id())
     }
 
     /// Sends `request` and waits at most `timeout` for the answer.

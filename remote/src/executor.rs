@@ -4,8 +4,10 @@
 //! to the next when one does not answer in time, is unreachable or refuses the job; it looks
 //! the pool up again before giving up, so a worker started meanwhile is tried too. When no
 //! worker takes the job, the [`Fallback`] decides: run it in this process, or fail it so that
-//! the compactor retries after its back-off (waiting for a worker). A worker that ran the job
-//! and failed is believed: the failure goes to the compactor, which retries later.
+//! the compactor retries after its back-off (waiting for a worker). A job that a worker ran and
+//! failed (an unreadable input, a storage error) moves on to the other workers as well; if none
+//! runs it, that failure — not the fallback, as the job would likely fail here too — goes to the
+//! compactor, which retries later.
 //!
 //! None of this is trusted for safety. The compactor checks each outcome against its job and
 //! the publisher publishes it only if every input is still live, so a late, duplicated or lost
@@ -171,20 +173,20 @@ impl RemoteExecutor {
                 let answer = worker.ask(&request, self.options.job_timeout).await;
                 match answer.map(|response| response.open()) {
                     Ok(Answer::Done(outcome)) => {
-                        tracing::debug!(?peer, inputs = ?job.input_ids(), "a worker ran the job");
+                        tracing::debug!(%peer, inputs = ?job.input_ids(), "a worker ran the job");
                         return Ok(outcome);
                     }
                     Ok(Answer::Failed(error)) => {
-                        tracing::warn!(?peer, %error, "a worker failed the job");
-                        failed = Some(format!("worker {peer:?} failed the job: {error}"));
+                        tracing::warn!(%peer, %error, "a worker failed the job");
+                        failed = Some(format!("worker {peer} failed the job: {error}"));
                     }
                     Ok(Answer::Refused(reason)) => {
-                        tracing::warn!(?peer, %reason, "a worker refused the job");
-                        last_miss = format!("worker {peer:?} refused the job: {reason}");
+                        tracing::warn!(%peer, %reason, "a worker refused the job");
+                        last_miss = format!("worker {peer} refused the job: {reason}");
                     }
                     Err(error) => {
-                        tracing::warn!(?peer, %error, "a worker did not answer");
-                        last_miss = format!("worker {peer:?} did not answer: {error}");
+                        tracing::warn!(%peer, %error, "a worker did not answer");
+                        last_miss = format!("worker {peer} did not answer: {error}");
                     }
                 }
             }

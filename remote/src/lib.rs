@@ -12,9 +12,11 @@
 //! # async fn example(db_builder: damselfly::DbBuilder) -> Result<(), Box<dyn std::error::Error>> {
 //! use damselfly_remote::{Network, NetworkConfig, RemoteExecutor, RemoteOptions};
 //!
-//! let network = Network::start(NetworkConfig::new())?;
-//! // The address a worker printed when it started.
-//! network.dial("/ip4/127.0.0.1/tcp/4100/p2p/12D3KooW…".parse()?).await?;
+//! // Workers connect here: `damselfly-compactor --storage … --peer <an address printed below>`.
+//! let network = Network::start(NetworkConfig::new().listen("/ip4/0.0.0.0/tcp/4000".parse()?))?;
+//! for address in network.listen_addresses().await {
+//!     println!("workers connect to {address}");
+//! }
 //! let db = db_builder
 //!     .compaction_executor(RemoteExecutor::factory(network, RemoteOptions::default()))
 //!     .open(damselfly::runtime::TokioRuntime::current())
@@ -40,7 +42,7 @@ mod worker;
 
 pub use client::{WorkerRef, find_workers};
 pub use executor::{Fallback, RemoteExecutor, RemoteOptions};
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, multiaddr};
 pub use network::{Network, NetworkConfig};
 pub use protocol::PROTOCOL_VERSION;
 pub use worker::{DEFAULT_POOL, DRILL_CRASH_EXIT_CODE, Drill, Worker, WorkerOptions};

@@ -5,11 +5,15 @@
 //! the swarm, the worker actors and every remote request run, so that a database on any runtime
 //! (tokio, smol) can use remote workers: callers only await the results.
 //!
-//! Peers are found by address, never by multicast: a worker prints the address it listens on
-//! (with its peer id, `/ip4/…/tcp/…/p2p/…`), and a database [`dial`](Network::dial)s it (or names
-//! it in [`NetworkConfig::peer`]). Once connected, kameo's registry (a Kademlia DHT over the
-//! connections) finds workers by the name they registered under.
+//! Peers are found by address, never by multicast (addresses end in the peer id:
+//! `/ip4/…/tcp/…/p2p/…`). Once connected, kameo's registry (a Kademlia DHT over the connections)
+//! finds workers by the name they registered under. Best, the database listens and each worker
+//! connects to it before registering (`damselfly-compactor --peer`): the registration is then
+//! stored in the database's process. A database may also [`dial`](Network::dial) workers; then
+//! a lookup asks only the five peers nearest the name, so with more than five peers some
+//! workers may go unfound.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -67,6 +71,10 @@ pub struct Network {
     peer_id: PeerId,
     commands: mpsc::UnboundedSender<Command>,
     listening: watch::Receiver<Vec<Multiaddr>>,
+    /// Whether the config named addresses to listen on.
+    listens: bool,
+    /// The peers this process has a connection with.
+    connected: watch::Receiver<BTreeSet<PeerId>>,
 }
 
 #[derive(Debug)]
@@ -92,6 +100,7 @@ impl Network {
             .enable_all()
             .build()
             .map_err(|error| RemoteError::Network(format!("starting its runtime: {error}")))?;
+        let listens = !config.listen.is_empty();
         let prepared = {
             let _context = runtime.enter();
             prepare(config)
@@ -106,18 +115,23 @@ impl Network {
         };
         let (commands, receiver) = mpsc::unbounded_channel();
         let (announce, listening) = watch::channel(Vec::new());
+        let (connections, connected) = watch::channel(BTreeSet::new());
         let network = Network {
             runtime,
             peer_id: *swarm.local_peer_id(),
             commands,
             listening,
+            listens,
+            connected,
         };
         if let Err(network) = NETWORK.set(network) {
             network.runtime.shutdown_background();
             return Err(RemoteError::AlreadyStarted);
         }
         let network = NETWORK.get().ok_or(RemoteError::AlreadyStarted)?;
-        network.runtime.spawn(drive(swarm, receiver, announce));
+        network
+            .runtime
+            .spawn(drive(swarm, receiver, announce, connections));
         Ok(network)
     }
 
@@ -143,10 +157,10 @@ impl Network {
     }
 
     /// The addresses this process listens on, each ending in `/p2p/<peer id>`, once the first
-    /// is up (at once when the config names none).
-    pub async fn listen_addresses(&self, expected: bool) -> Vec<Multiaddr> {
+    /// is up (none, at once, when the config names none).
+    pub async fn listen_addresses(&self) -> Vec<Multiaddr> {
         let mut listening = self.listening.clone();
-        if expected {
+        if self.listens {
             // Fails only if the swarm stopped; then what is known is all there is.
             let _ = listening.wait_for(|addresses| !addresses.is_empty()).await;
         }
@@ -154,6 +168,21 @@ impl Network {
         addresses
             .into_iter()
             .map(|address| address.with(Protocol::P2p(self.peer_id)))
+            .collect()
+    }
+
+    /// Waits until this process is connected to every peer of `peers` (at most `timeout`);
+    /// returns the ones it is not connected to.
+    pub async fn wait_connected(&self, peers: &[PeerId], timeout: Duration) -> Vec<PeerId> {
+        let mut connected = self.connected.clone();
+        let all = |connected: &BTreeSet<PeerId>| peers.iter().all(|peer| connected.contains(peer));
+        // Fails only if the swarm stopped; then what is known is all there is.
+        let _ = tokio::time::timeout(timeout, connected.wait_for(all)).await;
+        let connected = connected.borrow();
+        peers
+            .iter()
+            .filter(|peer| !connected.contains(peer))
+            .copied()
             .collect()
     }
 
@@ -246,19 +275,30 @@ async fn drive(
     mut swarm: Swarm<kameo::remote::Behaviour>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     announce: watch::Sender<Vec<Multiaddr>>,
+    connections: watch::Sender<BTreeSet<PeerId>>,
 ) {
     loop {
         tokio::select! {
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { address, .. } => {
                     tracing::info!(%address, "listening");
+                    // Registrations carry it, so peers that learn of this one can dial it.
+                    swarm.add_external_address(address.clone());
                     announce.send_modify(|addresses| addresses.push(address));
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                     tracing::debug!(%peer_id, address = %endpoint.get_remote_address(), "connected");
+                    connections.send_modify(|peers| {
+                        peers.insert(peer_id);
+                    });
                 }
-                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                SwarmEvent::ConnectionClosed { peer_id, cause, num_established, .. } => {
                     tracing::debug!(%peer_id, ?cause, "connection closed");
+                    if num_established == 0 {
+                        connections.send_modify(|peers| {
+                            peers.remove(&peer_id);
+                        });
+                    }
                 }
                 SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                     tracing::debug!(?peer_id, %error, "dial failed");

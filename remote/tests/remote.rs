@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ use damselfly::runtime::{Runtime, SmolRuntime, TokioRuntime};
 use damselfly::{Db, DbBuilder, Error};
 use damselfly_remote::protocol::{Answer, JobBody, JobRequest};
 use damselfly_remote::{
-    DRILL_CRASH_EXIT_CODE, Fallback, Multiaddr, Network, NetworkConfig, RemoteExecutor,
-    RemoteOptions, find_workers,
+    DRILL_CRASH_EXIT_CODE, Fallback, Network, NetworkConfig, RemoteExecutor, RemoteOptions,
+    find_workers,
 };
 
 type Model = BTreeMap<u64, i64>;
@@ -29,28 +29,30 @@ type Model = BTreeMap<u64, i64>;
 /// This process's network (kameo has one per process), started by the first test to need it.
 fn network() -> &'static Network {
     static NETWORK: OnceLock<&'static Network> = OnceLock::new();
-    NETWORK.get_or_init(|| Network::start(NetworkConfig::new()).expect("the network starts"))
+    NETWORK.get_or_init(|| {
+        let loopback = "/ip4/127.0.0.1/tcp/0".parse().expect("a multiaddress");
+        Network::start(NetworkConfig::new().listen(loopback)).expect("the network starts")
+    })
 }
 
 /// A `damselfly-compactor` process; killed when dropped.
 struct WorkerProcess {
     child: Child,
-    address: Multiaddr,
     log: PathBuf,
 }
 
 impl WorkerProcess {
     /// Starts a worker on the folder `storage` in `pool`, and waits until it listens.
-    fn start(storage: &Path, pool: &str, extra: &[&str]) -> WorkerProcess {
+    async fn start(storage: &Path, pool: &str, extra: &[&str]) -> WorkerProcess {
         let log_dir = storage
             .parent()
             .expect("the database folder is in a temporary one");
-        Self::spawn(log_dir, storage.as_os_str(), pool, extra, &[])
+        Self::spawn(log_dir, storage.as_os_str(), pool, extra, &[]).await
     }
 
     /// Starts a worker on the location `storage` with the environment `env`; it logs to a file
-    /// in `log_dir`.
-    fn spawn(
+    /// in `log_dir`. It connects to this process (`--peer`), which stores its registration.
+    async fn spawn(
         log_dir: &Path,
         storage: &OsStr,
         pool: &str,
@@ -58,9 +60,11 @@ impl WorkerProcess {
         env: &[(&str, &str)],
     ) -> WorkerProcess {
         let log = log_dir.join(format!("worker-{pool}-{}.log", unique()));
+        let here = network().listen_addresses().await;
         let mut child = Command::new(env!("CARGO_BIN_EXE_damselfly-compactor"))
             .arg("--storage")
             .arg(storage)
+            .args(["--peer", &here[0].to_string()])
             .args([
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
@@ -80,28 +84,18 @@ impl WorkerProcess {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("the worker prints its address");
-        let Some(address) = line.trim().strip_prefix("listening on ") else {
+        if !line.starts_with("listening on /") {
             let _ = child.kill();
             panic!(
                 "the worker did not start: {line:?}\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
-        };
-        let address = address.parse().expect("a multiaddress");
-        WorkerProcess {
-            child,
-            address,
-            log,
         }
+        WorkerProcess { child, log }
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the process to end (after a drill crash, say).
-    fn wait(&mut self) -> ExitStatus {
-        self.child.wait().expect("the worker can be waited for")
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the process.
@@ -241,6 +235,33 @@ async fn reopened_rows(dir: &Path, runtime: impl Runtime) -> Result<Model, Error
     Ok(rows)
 }
 
+/// A tenth of a second, on any runtime (the network's tokio runtime keeps the time).
+async fn pause() {
+    network()
+        .run(async { tokio::time::sleep(Duration::from_millis(100)).await })
+        .await
+        .expect("the network runs tasks");
+}
+
+/// Waits until the registry finds every one of `workers` under `pool` (each registers once it
+/// has connected to this process).
+async fn connect(workers: &[&WorkerProcess], pool: &str) {
+    for _ in 0..600 {
+        if find_workers(network(), pool, Duration::from_secs(5))
+            .await
+            .len()
+            == workers.len()
+        {
+            return;
+        }
+        pause().await;
+    }
+    panic!(
+        "the registry never found the {} workers of {pool}",
+        workers.len()
+    );
+}
+
 fn pool(name: &str) -> String {
     format!("{name}-{}", unique())
 }
@@ -254,8 +275,8 @@ async fn compacts_on_a_worker_process<R: Runtime + Clone>(runtime: R) -> Result<
         .await
         .close()
         .await?;
-    let worker = WorkerProcess::start(&path, &pool, &[]);
-    network().dial(worker.address.clone()).await.expect("dials");
+    let worker = WorkerProcess::start(&path, &pool, &[]).await;
+    connect(&[&worker], &pool).await;
     let options = RemoteOptions::default()
         .pool(&pool)
         .fallback(Fallback::Wait);
@@ -309,12 +330,10 @@ async fn writes_and_reads_go_on_while_two_workers_compact() -> Result<(), Error>
         .close()
         .await?;
     let workers = [
-        WorkerProcess::start(&path, &pool, &[]),
-        WorkerProcess::start(&path, &pool, &[]),
+        WorkerProcess::start(&path, &pool, &[]).await,
+        WorkerProcess::start(&path, &pool, &[]).await,
     ];
-    for worker in &workers {
-        network().dial(worker.address.clone()).await.expect("dials");
-    }
+    connect(&[&workers[0], &workers[1]], &pool).await;
     let options = RemoteOptions::default()
         .pool(&pool)
         .fallback(Fallback::Wait);
@@ -351,22 +370,31 @@ async fn a_worker_dying_mid_job_fails_over_to_another() -> Result<(), Error> {
         .await
         .close()
         .await?;
-    let mut doomed = WorkerProcess::start(&path, &pool, &["--drill", "crash-on-job"]);
-    let survivor = WorkerProcess::start(&path, &pool, &[]);
-    for worker in [&doomed, &survivor] {
-        network().dial(worker.address.clone()).await.expect("dials");
-    }
+    let mut doomed = WorkerProcess::start(&path, &pool, &["--drill", "crash-on-job"]).await;
+    let survivor = WorkerProcess::start(&path, &pool, &[]).await;
+    connect(&[&doomed, &survivor], &pool).await;
     let options = RemoteOptions::default()
         .pool(&pool)
         .fallback(Fallback::Wait);
     let db = open(&path, TokioRuntime::current(), remote(options)).await;
     let mut model = Model::new();
-    // Round-robin: of two jobs, one is offered to the doomed worker first.
-    rounds_then_compact(&db, 0..4, &mut model).await?;
-    rounds_then_compact(&db, 4..8, &mut model).await?;
+    // Jobs go round-robin, so within a few the doomed worker is asked first.
+    let mut rounds = 0;
+    let status = loop {
+        rounds_then_compact(&db, rounds * 4..rounds * 4 + 4, &mut model).await?;
+        rounds += 1;
+        if let Some(status) = doomed.child.try_wait().expect("the worker can be polled") {
+            break status;
+        }
+        assert!(
+            rounds < 10,
+            "the doomed worker was never asked:\n{}",
+            doomed.log()
+        );
+    };
     let metrics = db.metrics();
     assert_eq!(
-        doomed.wait().code(),
+        status.code(),
         Some(DRILL_CRASH_EXIT_CODE),
         "{}",
         doomed.log()
@@ -392,11 +420,9 @@ async fn an_answer_after_the_timeout_is_dropped_and_the_job_runs_elsewhere() -> 
         .await
         .close()
         .await?;
-    let late = WorkerProcess::start(&path, &pool, &["--drill", "delay-jobs=6"]);
-    let prompt = WorkerProcess::start(&path, &pool, &[]);
-    for worker in [&late, &prompt] {
-        network().dial(worker.address.clone()).await.expect("dials");
-    }
+    let late = WorkerProcess::start(&path, &pool, &["--drill", "delay-jobs=6"]).await;
+    let prompt = WorkerProcess::start(&path, &pool, &[]).await;
+    connect(&[&late, &prompt], &pool).await;
     // Falls back to this process should the prompt worker be slow too (a loaded machine): the
     // test is about the late answer, which must change nothing.
     let options = RemoteOptions::default()
@@ -408,8 +434,17 @@ async fn an_answer_after_the_timeout_is_dropped_and_the_job_runs_elsewhere() -> 
     })
     .await;
     let mut model = Model::new();
-    rounds_then_compact(&db, 0..4, &mut model).await?;
-    rounds_then_compact(&db, 4..8, &mut model).await?;
+    // Jobs go round-robin, so within a few the late worker is asked first.
+    let mut rounds = 0;
+    while !late.log().contains("job started") {
+        assert!(
+            rounds < 10,
+            "the late worker was never asked:\n{}",
+            late.log()
+        );
+        rounds_then_compact(&db, rounds * 4..rounds * 4 + 4, &mut model).await?;
+        rounds += 1;
+    }
     let metrics = db.metrics();
     assert!(metrics.compaction_failovers >= 1, "{metrics:?}");
     // The late worker finishes the job it was given after all (a second run of a job another
@@ -437,12 +472,12 @@ async fn a_partitioned_worker_delays_compaction_and_loses_nothing() -> Result<()
         .await
         .close()
         .await?;
-    let worker = WorkerProcess::start(&path, &pool, &[]);
-    network().dial(worker.address.clone()).await.expect("dials");
+    let worker = WorkerProcess::start(&path, &pool, &[]).await;
+    connect(&[&worker], &pool).await;
     let options = RemoteOptions::default()
         .pool(&pool)
         .fallback(Fallback::Wait)
-        .job_timeout(Duration::from_secs(2))
+        .job_timeout(Duration::from_secs(10))
         .lookup_timeout(Duration::from_secs(2));
     let db = open(&path, TokioRuntime::current(), remote(options)).await;
     let mut model = Model::new();
@@ -458,9 +493,18 @@ async fn a_partitioned_worker_delays_compaction_and_loses_nothing() -> Result<()
     );
     assert_eq!(rows(&db).await?, model);
     assert_eq!(db.metrics().level0_sst_count, 4);
-    // Healed, the same work goes through.
+    // Healed, the same work goes through (once the worker has caught up: the first attempts
+    // may still time out while it works through what it missed).
     worker.signal("CONT");
-    db.compact().await?;
+    connect(&[&worker], &pool).await;
+    let mut attempts = 0;
+    while let Err(error) = db.compact().await {
+        attempts += 1;
+        assert!(
+            attempts < 10,
+            "compaction never went through after healing: {error}"
+        );
+    }
     let metrics = db.metrics();
     assert_eq!(metrics.level0_sst_count, 0, "{metrics:?}");
     assert!(metrics.compaction_remote_jobs >= 1, "{metrics:?}");
@@ -499,8 +543,8 @@ async fn a_worker_refuses_requests_it_cannot_read_correctly() -> Result<(), Erro
         .await
         .close()
         .await?;
-    let worker = WorkerProcess::start(&path, &pool, &[]);
-    network().dial(worker.address.clone()).await.expect("dials");
+    let worker = WorkerProcess::start(&path, &pool, &[]).await;
+    connect(&[&worker], &pool).await;
     let workers = find_workers(network(), &pool, Duration::from_secs(10)).await;
     assert_eq!(workers.len(), 1);
     let job = |format| CompactionJob {
@@ -541,7 +585,7 @@ async fn wait_for(done: impl Fn() -> bool, what: &str, context: &dyn Fn() -> Str
         if done() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        pause().await;
     }
     panic!("timed out waiting for {what}:\n{}", context());
 }
@@ -591,8 +635,9 @@ async fn a_worker_compacts_a_database_in_a_bucket() -> Result<(), Error> {
             ("AWS_SECRET_ACCESS_KEY", secret),
             ("AWS_REGION", "us-east-1"),
         ],
-    );
-    network().dial(worker.address.clone()).await.expect("dials");
+    )
+    .await;
+    connect(&[&worker], &pool).await;
     let options = RemoteOptions::default()
         .pool(&pool)
         .fallback(Fallback::Wait);

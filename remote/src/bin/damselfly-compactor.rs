@@ -5,8 +5,8 @@
 //!                     [--pool NAME] [--concurrency N] [--allow-http] [--drill crash-on-job|delay-jobs=SECS]
 //! ```
 //!
-//! It prints `listening on ADDRESS` on stdout for every address it listens on (the address a
-//! database dials, peer id included), and logs each job to stderr.
+//! Once it listens, it prints `listening on ADDRESS` on stdout for each address it listens on
+//! (what a database dials, peer id included), and logs each job to stderr.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +14,18 @@ use std::time::Duration;
 
 use damselfly::runtime::TokioRuntime;
 use damselfly::storage::{LocalDiskStorage, Storage};
-use damselfly_remote::{Drill, Multiaddr, Network, NetworkConfig, Worker, WorkerOptions};
+use damselfly_remote::{Drill, Multiaddr, Network, NetworkConfig, PeerId, Worker, WorkerOptions};
+
+/// How long the worker waits for its `--peer`s before it registers.
+const PEER_WAIT: Duration = Duration::from_secs(30);
+
+/// The peer id an address ends in (`/p2p/<peer id>`), if any.
+fn peer_id(address: &Multiaddr) -> Option<PeerId> {
+    match address.iter().last() {
+        Some(damselfly_remote::multiaddr::Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    }
+}
 
 const USAGE: &str = "usage: damselfly-compactor --storage PATH|s3://BUCKET[/PREFIX] \
 [--listen MULTIADDR] [--peer MULTIADDR]... [--pool NAME] [--concurrency N] [--allow-http] \
@@ -23,7 +34,8 @@ const USAGE: &str = "usage: damselfly-compactor --storage PATH|s3://BUCKET[/PREF
   --storage      the database's location: a folder, or (built with the s3 feature) a bucket and
                  prefix; credentials, region and endpoint come from the AWS_* environment
   --listen       where to listen (default /ip4/0.0.0.0/tcp/0: every interface, a free port)
-  --peer         a database or worker to connect to at start (repeatable)
+  --peer         a database (or worker) to connect to at start (repeatable); the worker
+                 registers once connected, so the database finds it at once
   --pool         the name to register under (default damselfly-compactor)
   --concurrency  jobs run at once (default 1)
   --allow-http   allow a plain-http S3 endpoint (local test servers)
@@ -156,10 +168,16 @@ fn main() -> ExitCode {
     network.block_on(async move {
         let result = async {
             let storage = open_storage(&args.storage, args.allow_http).await?;
+            // Registering announces the worker to the peers it is connected to: the database
+            // it names with --peer stores the announcement, and finds the worker at once.
+            let peers: Vec<PeerId> = args.peers.iter().filter_map(peer_id).collect();
+            for peer in network.wait_connected(&peers, PEER_WAIT).await {
+                tracing::warn!(%peer, "not connected to a --peer; registering anyway");
+            }
             let worker = Worker::start(network, storage, args.options)
                 .await
                 .map_err(|error| error.to_string())?;
-            for address in network.listen_addresses(true).await {
+            for address in network.listen_addresses().await {
                 println!("listening on {address}");
             }
             worker.wait().await;
