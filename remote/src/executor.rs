@@ -197,7 +197,9 @@ impl RemoteExecutor {
         })
     }
 
-    /// The pool's workers, in an order that starts one further along for every job.
+    /// The pool's workers, in an order that starts one further along for every job; those this
+    /// process is connected to first (a worker that died stays registered for a while, and
+    /// costs a failed dial when asked).
     async fn lookup(&self) -> Vec<WorkerRef> {
         let mut workers = find_workers(
             self.network,
@@ -209,6 +211,7 @@ impl RemoteExecutor {
             let start = self.next.fetch_add(1, Ordering::Relaxed) % workers.len();
             workers.rotate_left(start);
         }
+        workers.sort_by_key(|worker| !self.network.is_connected(&worker.peer_id()));
         workers
     }
 }

@@ -171,6 +171,11 @@ impl Network {
             .collect()
     }
 
+    /// Whether this process has a connection with `peer`.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.connected.borrow().contains(peer)
+    }
+
     /// Waits until this process is connected to every peer of `peers` (at most `timeout`);
     /// returns the ones it is not connected to.
     pub async fn wait_connected(&self, peers: &[PeerId], timeout: Duration) -> Vec<PeerId> {

@@ -18,10 +18,11 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use damselfly::compaction::{CompactionJob, JOB_FORMAT, SstOptions};
 use damselfly::runtime::{Runtime, SmolRuntime, TokioRuntime};
 use damselfly::{Db, DbBuilder, Error};
+use damselfly_remote::multiaddr::Protocol;
 use damselfly_remote::protocol::{Answer, JobBody, JobRequest};
 use damselfly_remote::{
-    DRILL_CRASH_EXIT_CODE, Fallback, Network, NetworkConfig, RemoteExecutor, RemoteOptions,
-    find_workers,
+    DRILL_CRASH_EXIT_CODE, Fallback, Multiaddr, Network, NetworkConfig, PeerId, RemoteExecutor,
+    RemoteOptions, find_workers,
 };
 
 type Model = BTreeMap<u64, i64>;
@@ -38,6 +39,7 @@ fn network() -> &'static Network {
 /// A `damselfly-compactor` process; killed when dropped.
 struct WorkerProcess {
     child: Child,
+    peer: PeerId,
     log: PathBuf,
 }
 
@@ -84,14 +86,19 @@ impl WorkerProcess {
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("the worker prints its address");
-        if !line.starts_with("listening on /") {
+        let address: Option<Multiaddr> = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|address| address.parse().ok());
+        let Some(Protocol::P2p(peer)) = address.as_ref().and_then(|address| address.iter().last())
+        else {
             let _ = child.kill();
             panic!(
                 "the worker did not start: {line:?}\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
-        }
-        WorkerProcess { child, log }
+        };
+        WorkerProcess { child, peer, log }
     }
 
     fn log(&self) -> String {
@@ -247,11 +254,12 @@ async fn pause() {
 /// has connected to this process).
 async fn connect(workers: &[&WorkerProcess], pool: &str) {
     for _ in 0..600 {
-        if find_workers(network(), pool, Duration::from_secs(5))
+        let found: Vec<PeerId> = find_workers(network(), pool, Duration::from_secs(5))
             .await
-            .len()
-            == workers.len()
-        {
+            .iter()
+            .map(|worker| worker.peer_id())
+            .collect();
+        if workers.iter().all(|worker| found.contains(&worker.peer)) {
             return;
         }
         pause().await;
@@ -262,19 +270,27 @@ async fn connect(workers: &[&WorkerProcess], pool: &str) {
     );
 }
 
+/// A new, empty database in a temporary folder (workers serve only existing ones), and a pool
+/// name of its own.
+async fn new_database(
+    name: &str,
+    runtime: impl Runtime,
+) -> Result<(tempfile::TempDir, PathBuf, String), Error> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("db");
+    open(&path, runtime, |builder| builder)
+        .await
+        .close()
+        .await?;
+    Ok((dir, path, pool(name)))
+}
+
 fn pool(name: &str) -> String {
     format!("{name}-{}", unique())
 }
 
 async fn compacts_on_a_worker_process<R: Runtime + Clone>(runtime: R) -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("db");
-    let pool = pool("basic");
-    // A database must exist before a worker serves it.
-    open(&path, runtime.clone(), |builder| builder)
-        .await
-        .close()
-        .await?;
+    let (_dir, path, pool) = new_database("basic", runtime.clone()).await?;
     let worker = WorkerProcess::start(&path, &pool, &[]).await;
     connect(&[&worker], &pool).await;
     let options = RemoteOptions::default()
@@ -322,13 +338,7 @@ fn compaction_runs_on_a_worker_process_under_smol() -> Result<(), Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_and_reads_go_on_while_two_workers_compact() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("db");
-    let pool = pool("busy");
-    open(&path, TokioRuntime::current(), |builder| builder)
-        .await
-        .close()
-        .await?;
+    let (_dir, path, pool) = new_database("busy", TokioRuntime::current()).await?;
     let workers = [
         WorkerProcess::start(&path, &pool, &[]).await,
         WorkerProcess::start(&path, &pool, &[]).await,
@@ -362,14 +372,8 @@ async fn writes_and_reads_go_on_while_two_workers_compact() -> Result<(), Error>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_dying_mid_job_fails_over_to_another() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("db");
-    let pool = pool("crash");
-    open(&path, TokioRuntime::current(), |builder| builder)
-        .await
-        .close()
-        .await?;
+async fn a_worker_dying_mid_job_fails_over_and_a_new_worker_joins() -> Result<(), Error> {
+    let (_dir, path, pool) = new_database("crash", TokioRuntime::current()).await?;
     let mut doomed = WorkerProcess::start(&path, &pool, &["--drill", "crash-on-job"]).await;
     let survivor = WorkerProcess::start(&path, &pool, &[]).await;
     connect(&[&doomed, &survivor], &pool).await;
@@ -406,6 +410,18 @@ async fn a_worker_dying_mid_job_fails_over_to_another() -> Result<(), Error> {
         "{metrics:?}"
     );
     assert_eq!(metrics.compaction_fallbacks, 0, "{metrics:?}");
+    // A worker started now joins the pool and gets its share.
+    let newcomer = WorkerProcess::start(&path, &pool, &[]).await;
+    connect(&[&survivor, &newcomer], &pool).await;
+    while !newcomer.log().contains("job done") {
+        assert!(
+            rounds < 20,
+            "the new worker was never asked:\n{}",
+            newcomer.log()
+        );
+        rounds_then_compact(&db, rounds * 4..rounds * 4 + 4, &mut model).await?;
+        rounds += 1;
+    }
     db.close().await?;
     assert_eq!(reopened_rows(&path, TokioRuntime::current()).await?, model);
     Ok(())
@@ -413,13 +429,7 @@ async fn a_worker_dying_mid_job_fails_over_to_another() -> Result<(), Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_after_the_timeout_is_dropped_and_the_job_runs_elsewhere() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("db");
-    let pool = pool("late");
-    open(&path, TokioRuntime::current(), |builder| builder)
-        .await
-        .close()
-        .await?;
+    let (_dir, path, pool) = new_database("late", TokioRuntime::current()).await?;
     let late = WorkerProcess::start(&path, &pool, &["--drill", "delay-jobs=6"]).await;
     let prompt = WorkerProcess::start(&path, &pool, &[]).await;
     connect(&[&late, &prompt], &pool).await;
@@ -465,13 +475,7 @@ async fn an_answer_after_the_timeout_is_dropped_and_the_job_runs_elsewhere() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_worker_delays_compaction_and_loses_nothing() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("db");
-    let pool = pool("partition");
-    open(&path, TokioRuntime::current(), |builder| builder)
-        .await
-        .close()
-        .await?;
+    let (_dir, path, pool) = new_database("partition", TokioRuntime::current()).await?;
     let worker = WorkerProcess::start(&path, &pool, &[]).await;
     connect(&[&worker], &pool).await;
     let options = RemoteOptions::default()
@@ -536,13 +540,7 @@ async fn without_workers_jobs_fall_back_to_this_process() -> Result<(), Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_refuses_requests_it_cannot_read_correctly() -> Result<(), Error> {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let path = dir.path().join("db");
-    let pool = pool("versions");
-    open(&path, TokioRuntime::current(), |builder| builder)
-        .await
-        .close()
-        .await?;
+    let (_dir, path, pool) = new_database("versions", TokioRuntime::current()).await?;
     let worker = WorkerProcess::start(&path, &pool, &[]).await;
     connect(&[&worker], &pool).await;
     let workers = find_workers(network(), &pool, Duration::from_secs(10)).await;
