@@ -88,7 +88,8 @@ pub struct Metrics {
     pub compaction_rows_written: u64,
     /// Compaction jobs a remote executor ran in another process (see `damselfly-remote`).
     pub compaction_remote_jobs: u64,
-    /// Times a remote executor moved a job on to another worker after one failed to answer.
+    /// Times a remote executor moved a job on to another worker after one did not run it (no
+    /// answer in time, unreachable, a refusal or a failure).
     pub compaction_failovers: u64,
     /// Jobs a remote executor ran in this process because no worker could take them.
     pub compaction_fallbacks: u64,

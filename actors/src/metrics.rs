@@ -84,7 +84,8 @@ pub struct EngineMetrics {
 pub struct ExecutorMetrics {
     /// Jobs another process ran.
     pub remote_jobs: Counter,
-    /// Times a job moved on to another worker after one failed to answer.
+    /// Times a job moved on to another worker after one did not run it (no answer in time,
+    /// unreachable, a refusal or a failure).
     pub failovers: Counter,
     /// Jobs run in this process because no worker could take them.
     pub fallbacks: Counter,
