@@ -6,6 +6,9 @@
 //! `cargo bench -p damselfly-actors --bench hot_paths` (add `-- <filter>` for one group). The
 //! rows are the engine benchmark's table: `u64` key, `i64`, `f64`, a 32-byte string, `bool`.
 
+// Criterion's loops are synchronous: the async calls (in-memory storage, the executor on a smol
+// runtime) are driven with `smol::block_on`, as the crate's tests do.
+
 use std::hint::black_box;
 use std::sync::Arc;
 

@@ -11,7 +11,8 @@
 //!
 //! None of this is trusted for safety. The compactor checks each outcome against its job and
 //! the publisher publishes it only if every input is still live, so a late, duplicated or lost
-//! answer only delays compaction; outputs nobody published are deleted by the GC sweeper.
+//! answer only delays compaction; outputs nobody published are deleted by the GC sweeper (those
+//! written after it gave up on the job, as orphans at the next open).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

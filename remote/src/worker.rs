@@ -8,7 +8,6 @@
 //! live, so a worker that is slow, dies or answers twice can delay compaction, never corrupt it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use damselfly::compaction::{CompactionError, CompactionOutcome, JOB_FORMAT, LocalExecutor};
 use damselfly::runtime::{Runtime, TokioRuntime};
@@ -83,7 +82,6 @@ impl WorkerOptions {
 #[derive(Debug)]
 pub struct Worker {
     actor: ActorRef<CompactionWorker>,
-    shared: Arc<Shared>,
 }
 
 impl Worker {
@@ -100,33 +98,18 @@ impl Worker {
             table: OnceCell::new(),
             permits: Semaphore::new(options.concurrency),
             drill: options.drill,
-            jobs_done: AtomicU64::new(0),
-            jobs_failed: AtomicU64::new(0),
         });
         let pool = options.pool;
         let actor = network
-            .run({
-                let shared = Arc::clone(&shared);
-                async move {
-                    let actor = CompactionWorker::spawn(shared);
-                    actor.register(pool.clone()).await.map_err(|error| {
-                        RemoteError::Network(format!("registering under {pool:?}: {error}"))
-                    })?;
-                    Ok::<_, RemoteError>(actor)
-                }
+            .run(async move {
+                let actor = CompactionWorker::spawn(shared);
+                actor.register(pool.clone()).await.map_err(|error| {
+                    RemoteError::Network(format!("registering under {pool:?}: {error}"))
+                })?;
+                Ok::<_, RemoteError>(actor)
             })
             .await??;
-        Ok(Worker { actor, shared })
-    }
-
-    /// Jobs this worker finished and answered.
-    pub fn jobs_done(&self) -> u64 {
-        self.shared.jobs_done.load(Ordering::Relaxed)
-    }
-
-    /// Jobs this worker ran that failed.
-    pub fn jobs_failed(&self) -> u64 {
-        self.shared.jobs_failed.load(Ordering::Relaxed)
+        Ok(Worker { actor })
     }
 
     /// Waits until the worker stops (it runs until the process ends).
@@ -185,8 +168,6 @@ pub(crate) struct Shared {
     table: OnceCell<Arc<TableSchema>>,
     permits: Semaphore,
     drill: Option<Drill>,
-    jobs_done: AtomicU64,
-    jobs_failed: AtomicU64,
 }
 
 impl Shared {
@@ -223,7 +204,6 @@ impl Shared {
         let started = self.runtime.now();
         let answer = match self.run(body).await {
             Ok(outcome) => {
-                self.jobs_done.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     ?inputs,
                     outputs = ?outcome.outputs.iter().map(|sst| sst.id).collect::<Vec<_>>(),
@@ -238,7 +218,6 @@ impl Shared {
                 Answer::Done(outcome)
             }
             Err(error) => {
-                self.jobs_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     ?inputs,
                     %error,
