@@ -5,11 +5,15 @@
 //! versions in other sources — and nothing for keys whose versions are all newer.
 //!
 //! It reads only what it needs: the blocks of the range (the block index maps the range to rows;
-//! the page index maps rows to pages), and only the projected columns plus those it works with
-//! (key columns, commit timestamp, delete flag). Nothing is read when the file's versions are
-//! all newer than the read timestamp. When every key appears once, every version is visible and
-//! there are no deletes (the common flushed file), it does no per-row work at all; with
-//! [`ScanOptions::single_source`] it then decodes exactly the projected columns.
+//! the page index maps rows to pages). A scan of every table column whose blocks fit in a
+//! quarter of the [`BlockCache`](super::BlockCache) reads whole blocks through it — decoding only
+//! the blocks missing there, and keeping them — so that a range read again is not decoded again;
+//! any other scan decodes only the columns it returns plus the ones it works with (key columns,
+//! commit timestamp, delete flag), unless every block it needs is cached. Nothing is read when
+//! the file's versions are all newer than the read timestamp. When every key appears once, every
+//! version is visible and there are no deletes (the common flushed file), it does no per-row work
+//! at all; with [`ScanOptions::single_source`] it then decodes exactly the projected columns
+//! (from the file).
 //!
 //! It never filters on a value column: a filter could hide a key's newest version and let an
 //! older one show through.
@@ -30,6 +34,7 @@ use parquet::arrow::push_decoder::{
     ParquetPushDecoder, ParquetPushDecoderBuilder, RowGroupSelection,
 };
 
+use super::blocks::CachedBlocks;
 use super::fetch::next_reader;
 use super::reader::Shared;
 use super::{KeyRange, SstError, partition_point};
@@ -102,11 +107,42 @@ struct Layout {
     deleted: Option<usize>,
 }
 
+/// Where a scan's decoded batches come from.
+enum Batches {
+    /// One pass over the file, decoding the columns the scan works with.
+    File {
+        decoder: ParquetPushDecoder,
+        reader: Option<ParquetRecordBatchReader>,
+    },
+    /// Whole blocks, through the block cache.
+    Blocks(CachedBlocks),
+}
+
+impl Batches {
+    /// The next decoded batch, or `None` at the end of the span.
+    async fn next(&mut self, shared: &Shared) -> Result<Option<RecordBatch>, SstError> {
+        match self {
+            Batches::File { decoder, reader } => loop {
+                if let Some(batch) = reader.as_mut().and_then(Iterator::next) {
+                    return Ok(Some(
+                        batch.map_err(|error| shared.parquet_error(error.into()))?,
+                    ));
+                }
+                match next_reader(decoder, &shared.file).await? {
+                    Some(next) => *reader = Some(next),
+                    None => return Ok(None),
+                }
+            },
+            Batches::Blocks(blocks) => blocks.next(shared).await,
+        }
+    }
+}
+
 /// A scan of one SST; see the module documentation.
 pub struct SstScan {
     shared: Arc<Shared>,
-    decoder: Option<ParquetPushDecoder>,
-    reader: Option<ParquetRecordBatchReader>,
+    /// `None` once the span, or the range, is done.
+    batches: Option<Batches>,
     layout: Layout,
     output_schema: SchemaRef,
     mode: Mode,
@@ -185,14 +221,13 @@ impl SstScan {
             ),
             None => (0, 0, 0),
         };
-        let decoder = match blocks {
-            Some(blocks) => Some(decoder(&shared, blocks, roots, options.batch_rows)?),
+        let batches = match blocks {
+            Some(blocks) => Some(batches(&shared, blocks, roots, projection, mode, options)?),
             None => None,
         };
         Ok(Self {
             shared,
-            decoder,
-            reader: None,
+            batches,
             layout,
             output_schema,
             mode,
@@ -220,25 +255,15 @@ impl SstScan {
     /// The next chunk of visible versions, or `None` at the end of the range.
     pub async fn next_chunk(&mut self) -> Result<Option<SstChunk>, SstError> {
         loop {
-            if let Some(reader) = &mut self.reader {
-                match reader.next() {
-                    Some(batch) => {
-                        let batch =
-                            batch.map_err(|error| self.shared.parquet_error(error.into()))?;
-                        if let Some(chunk) = self.chunk(&batch)? {
-                            return Ok(Some(chunk));
-                        }
-                        continue;
-                    }
-                    None => self.reader = None,
-                }
-            }
-            let Some(decoder) = &mut self.decoder else {
+            let Some(batches) = &mut self.batches else {
                 return Ok(None);
             };
-            match next_reader(decoder, &self.shared.file).await? {
-                Some(reader) => self.reader = Some(reader),
-                None => self.decoder = None,
+            let Some(batch) = batches.next(&self.shared).await? else {
+                self.batches = None;
+                return Ok(None);
+            };
+            if let Some(chunk) = self.chunk(&batch)? {
+                return Ok(Some(chunk));
             }
         }
     }
@@ -271,8 +296,7 @@ impl SstScan {
             });
             if window.end < length {
                 // Past the range: nothing after this batch is wanted.
-                self.decoder = None;
-                self.reader = None;
+                self.batches = None;
             }
         }
         if window.is_empty() {
@@ -509,6 +533,52 @@ fn block_span(shared: &Shared, range: &KeyRange, read_at: u64) -> Option<Range<u
         Bound::Excluded(key) => first_keys.partition_point(|first| first < key),
     };
     (start < end).then_some(start..end)
+}
+
+/// The source of a scan's batches of the `roots` columns of `blocks`: whole blocks through the
+/// cache if the scan finds every block cached, or reads every table column (decoding the
+/// engine's two columns too costs little) and its blocks would take at most a quarter of the
+/// cache; else the file. So a large scan neither pushes out the blocks that lookups keep warm
+/// nor decodes columns it does not need. A compaction's scans keep no blocks: their files are
+/// about to be replaced.
+fn batches(
+    shared: &Shared,
+    blocks: Range<usize>,
+    roots: Vec<usize>,
+    projection: &[usize],
+    mode: Mode,
+    options: ScanOptions,
+) -> Result<Batches, SstError> {
+    let cache = &shared.cache;
+    let every_column =
+        (0..shared.table.schema().fields().len()).all(|column| projection.contains(&column));
+    let fits = || decoded_bytes(shared, blocks.clone()) <= cache.capacity_bytes() as u64 / 4;
+    let through_cache = cache.capacity_bytes() > 0
+        && ((every_column && fits()) || cache.holds_all(shared.cache_file, blocks.clone()));
+    if through_cache {
+        let fill_cache = mode != Mode::AllVersions;
+        let blocks = CachedBlocks::new(shared, blocks, roots, options.batch_rows, fill_cache)?;
+        return Ok(Batches::Blocks(blocks));
+    }
+    Ok(Batches::File {
+        decoder: decoder(shared, blocks, roots, options.batch_rows)?,
+        reader: None,
+    })
+}
+
+/// About how many bytes `blocks` take decoded: their share of their row groups' uncompressed
+/// bytes.
+fn decoded_bytes(shared: &Shared, blocks: Range<usize>) -> u64 {
+    let parquet = shared.metadata.parquet();
+    shared.metadata.blocks[blocks]
+        .iter()
+        .map(|place| {
+            let group = parquet.row_group(place.row_group);
+            let group_bytes = u64::try_from(group.total_byte_size()).unwrap_or(0);
+            let group_rows = u64::try_from(group.num_rows()).unwrap_or(0).max(1);
+            group_bytes * place.rows as u64 / group_rows
+        })
+        .sum()
 }
 
 /// A decoder of the `roots` columns of `blocks`.
