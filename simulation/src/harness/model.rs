@@ -69,6 +69,10 @@ pub(crate) struct Model {
     versions: BTreeMap<u64, BTreeMap<u64, Option<CommitId>>>,
     /// Keys written by unknown commits, with the lowest timestamp such a commit may have.
     uncertain: BTreeMap<u64, u64>,
+    /// Per key, the unknown commits that wrote it.
+    unknown_writers: BTreeMap<u64, Vec<CommitId>>,
+    /// Every acknowledged timestamp, ascending.
+    acknowledged: Vec<u64>,
     observations: Vec<Observation>,
     /// Transactions whose outcome is still to check against the others'.
     transactions: Vec<CommitId>,
@@ -121,6 +125,9 @@ impl Model {
         }
         commit.outcome = Outcome::Acknowledged { ts, durable };
         let writes = commit.writes.clone();
+        // Acknowledgements come nearly in timestamp order: this inserts at or near the end.
+        let place = self.acknowledged.partition_point(|&other| other <= ts);
+        self.acknowledged.insert(place, ts);
         for (key, deleted) in writes {
             let versions = self.versions.entry(key).or_default();
             if let Some(other) = versions.insert(ts, (!deleted).then_some(id)) {
@@ -141,6 +148,7 @@ impl Model {
         for &(key, _) in &commit.writes.clone() {
             let lowest = self.uncertain.entry(key).or_insert(above);
             *lowest = (*lowest).min(above);
+            self.unknown_writers.entry(key).or_default().push(id);
         }
         Ok(())
     }
@@ -163,17 +171,8 @@ impl Model {
     }
 
     /// The acknowledged timestamps, ascending.
-    pub(crate) fn acknowledged_timestamps(&self) -> Vec<u64> {
-        let mut timestamps: Vec<u64> = self
-            .commits
-            .values()
-            .filter_map(|commit| match commit.outcome {
-                Outcome::Acknowledged { ts, .. } => Some(ts),
-                _ => None,
-            })
-            .collect();
-        timestamps.sort_unstable();
-        timestamps
+    pub(crate) fn acknowledged_timestamps(&self) -> &[u64] {
+        &self.acknowledged
     }
 
     /// Records what a read saw, to be checked by [`Model::check_observations`].
@@ -215,12 +214,19 @@ impl Model {
         // An unknown commit's version, or the absence one of its deletes (or a filtered-out
         // version of it) left.
         match seen {
-            None => self.commits.iter().any(|(&id, commit)| {
-                commit.outcome == Outcome::Unknown
-                    && commit.above < ts
-                    && (commit.writes.contains(&(key, true))
-                        || (commit.writes.contains(&(key, false)) && filtered(Some(id)).is_none()))
-            }),
+            None => self
+                .unknown_writers
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| Some((*id, self.commits.get(id)?)))
+                .any(|(id, commit)| {
+                    commit.outcome == Outcome::Unknown
+                        && commit.above < ts
+                        && (commit.writes.contains(&(key, true))
+                            || (commit.writes.contains(&(key, false))
+                                && filtered(Some(id)).is_none()))
+                }),
             Some(id) => self.commits.get(&id).is_some_and(|commit| {
                 commit.outcome == Outcome::Unknown
                     && commit.above < ts
@@ -352,6 +358,8 @@ impl Model {
             }
             commit.outcome = Outcome::Lost;
             lost += 1;
+            let place = self.acknowledged.partition_point(|&other| other < ts);
+            self.acknowledged.remove(place);
             for &(key, _) in &commit.writes {
                 if let Some(versions) = self.versions.get_mut(&key) {
                     versions.remove(&ts);
