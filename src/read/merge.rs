@@ -223,10 +223,14 @@ impl Merge {
             self.take_rest(only, &mut picks);
             return picks;
         }
+        // The cursors with a current key, refreshed for every key (one allocation per pick).
+        let mut live: Vec<usize> = Vec::with_capacity(self.cursors.len());
         loop {
-            let live: Vec<usize> = (0..self.cursors.len())
-                .filter(|&index| self.cursors[index].current_key().is_some())
-                .collect();
+            live.clear();
+            live.extend(
+                (0..self.cursors.len())
+                    .filter(|&index| self.cursors[index].current_key().is_some()),
+            );
             if live.is_empty() || live.len() < self.active_count() {
                 // A cursor needs a new chunk before anything can be decided.
                 return picks;
