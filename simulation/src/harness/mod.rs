@@ -655,12 +655,17 @@ fn probe_crash(runtime: &dyn Runtime, files: &MemoryStorage) {
     }
 }
 
+/// A manifest record's path and bytes, and the version it decodes to: the newest record is
+/// decoded again only when it changes.
+type DecodedRecord = (String, Vec<u8>, Option<Version>);
+
 /// The check made before every delete: an SST named by the newest manifest record, or that
 /// record itself, must never be deleted.
 fn delete_check(
     files: MemoryStorage,
     violations: Arc<Mutex<Vec<String>>>,
 ) -> impl Fn(&str) + Send + Sync + 'static {
+    let decoded: Mutex<Option<DecodedRecord>> = Mutex::new(None);
     move |path: &str| {
         let Some(newest) = newest_record(&files) else {
             return;
@@ -668,7 +673,20 @@ fn delete_check(
         let violation = if newest == path {
             Some(format!("deleted {path}, the newest manifest record"))
         } else {
-            version_at(&files, &newest)
+            let bytes = files.file_bytes(&newest).unwrap_or_default();
+            let mut decoded = decoded.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = decoded
+                .as_ref()
+                .is_some_and(|(known_path, known_bytes, _)| {
+                    *known_path == newest && known_bytes[..] == bytes[..]
+                });
+            if !known {
+                let version = record::decode(&newest, &bytes).ok();
+                *decoded = Some((newest, bytes.to_vec(), version));
+            }
+            decoded
+                .as_ref()
+                .and_then(|(_, _, version)| version.as_ref())
                 .filter(|version| version.ssts().any(|sst| sst.path() == path))
                 .map(|version| {
                     format!(
