@@ -277,17 +277,15 @@ impl SstScan {
             !matches!(self.range.lower, Bound::Unbounded) && first_row < self.lower_edge_end;
         let at_upper_edge = !matches!(self.range.upper, Bound::Unbounded)
             && first_row + length as u64 > self.upper_edge_start;
-        let mut keys = if at_lower_edge
-            || at_upper_edge
-            || self.mode == Mode::Versions
-            || self.options.need_keys
-        {
-            Some(self.encode_keys(batch)?)
+        // Every row's key is encoded only to find a range's edges; otherwise only the keys of
+        // the rows returned are, if asked for.
+        let edge_keys = if at_lower_edge || at_upper_edge {
+            Some(self.encode_keys(&self.key_columns(batch, 0..length))?)
         } else {
             None
         };
         let mut window = 0..length;
-        if let Some(keys) = keys.as_ref().filter(|_| at_lower_edge || at_upper_edge) {
+        if let Some(keys) = &edge_keys {
             window.start = partition_point(0..length, |row| {
                 !self.range.above_lower(keys[row].as_bytes())
             });
@@ -309,41 +307,51 @@ impl SstScan {
                 .values()
                 .clone()
         });
-        let selected = self.select(window.clone(), keys.as_deref(), timestamps.as_ref());
-        if !self.options.need_keys {
-            keys = None;
-        }
-        self.assemble(batch, window, selected, keys, timestamps)
+        let selected = self.select(batch, window.clone(), timestamps.as_ref())?;
+        self.assemble(batch, window, selected, edge_keys, timestamps)
     }
 
-    fn encode_keys(&self, batch: &RecordBatch) -> Result<Vec<KeyBytes>, SstError> {
-        let columns: Vec<ArrayRef> = self
-            .layout
+    /// The key columns of `rows` of `batch`.
+    fn key_columns(&self, batch: &RecordBatch, rows: Range<usize>) -> Vec<ArrayRef> {
+        self.layout
             .keys
             .iter()
-            .map(|&position| Arc::clone(batch.column(position)))
-            .collect();
+            .map(|&position| batch.column(position).slice(rows.start, rows.len()))
+            .collect()
+    }
+
+    fn encode_keys(&self, key_columns: &[ArrayRef]) -> Result<Vec<KeyBytes>, SstError> {
         self.shared
             .table
-            .encode_key_bytes(&columns)
+            .encode_key_bytes(key_columns)
             .map_err(|error| self.shared.corrupt(format!("keys do not encode: {error}")))
+    }
+
+    /// The encoded key of `row` of `key_columns`.
+    fn encode_key(&self, key_columns: &[ArrayRef], row: usize) -> Result<KeyBytes, SstError> {
+        let row: Vec<ArrayRef> = key_columns
+            .iter()
+            .map(|column| column.slice(row, 1))
+            .collect();
+        let mut keys = self.encode_keys(&row)?;
+        keys.pop()
+            .ok_or_else(|| self.shared.corrupt("a key encoded to nothing".to_owned()))
     }
 
     /// Which rows of `window` to return: `None` for all of them.
     fn select(
         &mut self,
+        batch: &RecordBatch,
         window: Range<usize>,
-        keys: Option<&[KeyBytes]>,
         timestamps: Option<&ScalarBuffer<u64>>,
-    ) -> Option<BooleanBuffer> {
+    ) -> Result<Option<BooleanBuffer>, SstError> {
         let read_at = self.read_at;
-        const DECODED: &str =
-            "layout() decodes the keys and timestamps of every mode but PassThrough";
-        match self.mode {
+        const DECODED: &str = "layout() decodes the timestamps of every mode but PassThrough";
+        Ok(match self.mode {
             Mode::PassThrough | Mode::AllVersions => None,
             Mode::UniqueKeys => {
                 if self.shared.info.max_ts <= read_at {
-                    return None;
+                    return Ok(None);
                 }
                 let timestamps = &timestamps.expect(DECODED)[window.clone()];
                 Some(BooleanBuffer::collect_bool(window.len(), |row| {
@@ -351,47 +359,56 @@ impl SstScan {
                 }))
             }
             Mode::Versions => {
-                Some(self.newest_visible(window, keys.expect(DECODED), timestamps.expect(DECODED)))
+                let key_columns = self.key_columns(batch, window.clone());
+                let timestamps = &timestamps.expect(DECODED)[window];
+                Some(self.newest_visible(&key_columns, timestamps)?)
             }
-        }
+        })
     }
 
-    /// Marks each key's newest version at or before the read timestamp, carrying the last key
-    /// over to the next batch.
+    /// Marks each key's newest version at or before the read timestamp among rows whose key
+    /// columns are `key_columns`. A key's versions are consecutive, newest first, and may run on
+    /// from the previous batch: its last key, and whether a version of it was marked, carry over.
+    /// Keys are compared as columns; only the first and last are encoded, for the carry.
     fn newest_visible(
         &mut self,
-        window: Range<usize>,
-        keys: &[KeyBytes],
-        timestamps: &ScalarBuffer<u64>,
-    ) -> BooleanBuffer {
-        let mut selected = BooleanBufferBuilder::new(window.len());
-        let (previous, mut found) = match self.carry.take() {
-            Some((key, found)) => (Some(key), found),
-            None => (None, false),
+        key_columns: &[ArrayRef],
+        timestamps: &[u64],
+    ) -> Result<BooleanBuffer, SstError> {
+        let rows = timestamps.len();
+        let first = self.encode_key(key_columns, 0)?;
+        let (continues, mut found) = match self.carry.take() {
+            Some((key, found)) => (key == first, found),
+            None => (false, false),
         };
-        for row in window.clone() {
-            let key = &keys[row];
-            let same = if row == window.start {
-                previous.as_ref() == Some(key)
-            } else {
-                keys[row - 1] == *key
-            };
-            found &= same;
-            let visible = !found && timestamps[row] <= self.read_at;
-            found |= visible;
-            selected.append(visible);
-        }
-        self.carry = Some((keys[window.end - 1].clone(), found));
-        selected.finish()
+        let starts = run_starts(key_columns, !continues)?;
+        let selected = if self.shared.info.max_ts <= self.read_at && (found || !continues) {
+            // Every version is visible: each key's newest is its first, and a key running on
+            // from the previous batch had its first there.
+            found = true;
+            starts
+        } else {
+            let mut selected = BooleanBufferBuilder::new(rows);
+            for (row, &timestamp) in timestamps.iter().enumerate() {
+                found &= !starts.value(row);
+                let visible = !found && timestamp <= self.read_at;
+                found |= visible;
+                selected.append(visible);
+            }
+            selected.finish()
+        };
+        self.carry = Some((self.encode_key(key_columns, rows - 1)?, found));
+        Ok(selected)
     }
 
     /// Builds the chunk of the `selected` rows of `window`.
+    /// `edge_keys` are the batch's keys, if it was at an edge of the range.
     fn assemble(
         &self,
         batch: &RecordBatch,
         window: Range<usize>,
         selected: Option<BooleanBuffer>,
-        keys: Option<Vec<KeyBytes>>,
+        edge_keys: Option<Vec<KeyBytes>>,
         timestamps: Option<ScalarBuffer<u64>>,
     ) -> Result<Option<SstChunk>, SstError> {
         let length = window.len();
@@ -420,7 +437,19 @@ impl SstScan {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let output =
             RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
-        let keys = keys.map(|keys| selected_keys(keys, window.clone(), selected.as_ref()));
+        let keys = match (self.options.need_keys, edge_keys) {
+            (false, _) => None,
+            (true, Some(keys)) => Some(selected_keys(keys, window.clone(), selected.as_ref())),
+            (true, None) => {
+                let columns = self
+                    .layout
+                    .keys
+                    .iter()
+                    .map(|&position| pick(batch.column(position)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(self.encode_keys(&columns)?)
+            }
+        };
         let timestamps = match (self.options.need_timestamps, timestamps) {
             (true, Some(timestamps)) => {
                 let array: ArrayRef = Arc::new(arrow_array::UInt64Array::new(timestamps, None));
@@ -454,13 +483,37 @@ fn selected_keys(
             keys
         }
         Some(mask) => {
-            let mut selected = mask.iter();
-            keys.into_iter()
-                .skip(window.start)
-                .filter(|_| selected.next().unwrap_or(false))
-                .collect()
+            let mut selected = Vec::with_capacity(mask.count_set_bits());
+            selected.extend(
+                mask.set_indices()
+                    .map(|row| keys[window.start + row].clone()),
+            );
+            selected
         }
     }
+}
+
+/// Which rows start a key's run of versions: those whose key columns differ from the row
+/// before; the first row if `first`.
+fn run_starts(key_columns: &[ArrayRef], first: bool) -> Result<BooleanBuffer, SstError> {
+    let rows = key_columns.first().map_or(0, |column| column.len());
+    let mut starts = BooleanBufferBuilder::new(rows);
+    starts.append(first);
+    if rows > 1 {
+        let mut differs: Option<BooleanBuffer> = None;
+        for column in key_columns {
+            let (before, after) = (column.slice(0, rows - 1), column.slice(1, rows - 1));
+            let column_differs = arrow_ord::cmp::distinct(&after, &before)?.values().clone();
+            differs = Some(match differs {
+                Some(differs) => &differs | &column_differs,
+                None => column_differs,
+            });
+        }
+        if let Some(differs) = differs {
+            starts.append_buffer(&differs);
+        }
+    }
+    Ok(starts.finish())
 }
 
 /// The Parquet root columns a scan decodes, and where each lands in its batches.
