@@ -304,7 +304,20 @@ impl Model {
 
     /// Checks one read now.
     pub(crate) fn check(&self, observation: &Observation) -> Result<(), String> {
+        // Both maps are in key order: walk them together for the common case, a read that shows
+        // exactly the model's version.
+        let mut histories = self.versions.iter().peekable();
         for (&key, &seen) in &observation.seen {
+            while histories.next_if(|&(&other, _)| other < key).is_some() {}
+            let expected = histories
+                .peek()
+                .filter(|&&(&other, _)| other == key)
+                .and_then(|(_, history)| history.newest_at(observation.ts))
+                .and_then(|(_, commit)| commit)
+                .filter(|&id| observation.commit_at_least.is_none_or(|least| id >= least));
+            if seen == expected {
+                continue;
+            }
             if !self.allows(key, observation.ts, seen, observation.commit_at_least) {
                 let history: Vec<String> = self
                     .versions
