@@ -218,6 +218,9 @@ struct DbConfig {
     /// seeds only the newest 1 to 63: compaction then drops versions, and reads at the
     /// timestamps still allowed must not notice.
     retain_versions: Option<u64>,
+    /// The default block cache, or for a quarter of the seeds none: scans and lookups then
+    /// decode every block from storage, meeting its faults as often as without a cache.
+    block_cache: bool,
 }
 
 impl DbConfig {
@@ -271,6 +274,7 @@ impl DbConfig {
             gc_grace_period: Duration::from_secs(random.u64(0..20)),
             level0_write_thresholds,
             retain_versions: (random.u8(0..3) == 0).then(|| random.u64(1..64)),
+            block_cache: random.u8(0..4) != 0,
         }
     }
 
@@ -280,6 +284,10 @@ impl DbConfig {
         let builder = match self.retain_versions {
             Some(versions) => builder.retain_versions(versions),
             None => builder,
+        };
+        let builder = match self.block_cache {
+            true => builder,
+            false => builder.block_cache_bytes(0),
         };
         builder
             .sst_compression(self.compression)
@@ -310,7 +318,7 @@ impl Run {
             random,
             story: vec![format!(
                 "WAL sync policy {:?}, SSTs {:?}, memtables of {} KiB, {:?}, GC grace {:?}, \
-                 level-0 thresholds {:?}, versions retained {:?}",
+                 level-0 thresholds {:?}, versions retained {:?}, block cache {}",
                 config.policy,
                 config.compression,
                 config.memtable_bytes >> 10,
@@ -318,6 +326,7 @@ impl Run {
                 config.gc_grace_period,
                 config.level0_write_thresholds,
                 config.retain_versions,
+                if config.block_cache { "on" } else { "off" },
             )],
             reads_checked: 0,
             transactions_checked: 0,
