@@ -307,8 +307,10 @@ impl DbBuilder {
         self
     }
 
-    /// Memory for decoded SST blocks that point lookups reuse (default 128 MiB: enough to keep
-    /// a million-row table's blocks warm).
+    /// Memory for decoded SST blocks that point lookups and scans reuse (default 128 MiB: enough
+    /// to keep a million-row table's blocks warm). A scan of every column keeps the blocks it
+    /// decodes when they fit in a quarter of the cache; larger scans, and scans of some columns,
+    /// read from the cache only when every block they need is there, and keep nothing.
     pub fn block_cache_bytes(mut self, bytes: usize) -> Self {
         self.options.block_cache_bytes = bytes;
         self

@@ -223,10 +223,14 @@ impl Merge {
             self.take_rest(only, &mut picks);
             return picks;
         }
+        // The cursors with a current key, refreshed for every key (one allocation per pick).
+        let mut live: Vec<usize> = Vec::with_capacity(self.cursors.len());
         loop {
-            let live: Vec<usize> = (0..self.cursors.len())
-                .filter(|&index| self.cursors[index].current_key().is_some())
-                .collect();
+            live.clear();
+            live.extend(
+                (0..self.cursors.len())
+                    .filter(|&index| self.cursors[index].current_key().is_some()),
+            );
             if live.is_empty() || live.len() < self.active_count() {
                 // A cursor needs a new chunk before anything can be decided.
                 return picks;
@@ -253,16 +257,21 @@ impl Merge {
             .count()
     }
 
-    /// A cursor whose whole remaining chunk sorts before every other cursor's next key.
+    /// A cursor whose whole remaining chunk sorts before every other cursor's next key. Only
+    /// a cursor with the smallest next key can be one, so only that one is checked.
     fn bulk_candidate(&self, live: &[usize]) -> Option<usize> {
-        live.iter().copied().find(|&index| {
-            let cursor = &self.cursors[index];
-            let last = cursor.chunk.as_ref().and_then(|chunk| chunk.keys.last());
-            live.iter().all(|&other| {
+        let index = live.iter().copied().min_by(|&left, &right| {
+            let key = |index: usize| self.cursors[index].current_key();
+            key(left).cmp(&key(right))
+        })?;
+        let cursor = &self.cursors[index];
+        let last = cursor.chunk.as_ref().and_then(|chunk| chunk.keys.last());
+        live.iter()
+            .all(|&other| {
                 other == index
                     || matches!((last, self.cursors[other].current_key()), (Some(last), Some(next)) if last < next)
             })
-        })
+            .then_some(index)
     }
 
     fn take_rest(&mut self, index: usize, picks: &mut Vec<(usize, usize)>) {

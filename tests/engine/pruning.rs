@@ -39,13 +39,15 @@ impl StorageHook for ReadCounter {
     }
 }
 
-/// A database with four SSTs of 1,000 even ids each: 0..2000, 2000..4000, ...
+/// A database with four SSTs of 1,000 even ids each: 0..2000, 2000..4000, ... It has no block
+/// cache: every block a scan needs is read from storage, so the reads show what pruning kept.
 async fn four_ssts(runtime: Rt) -> Result<(Db, Arc<ReadCounter>), damselfly::Error> {
     let counter = Arc::new(ReadCounter::default());
     let storage = HookedStorage::new(Arc::new(MemoryStorage::new()), counter.clone());
     let db = events_builder()
         .on_storage(Arc::new(storage))
         .automatic_compaction(false)
+        .block_cache_bytes(0)
         .open(runtime)
         .await?;
     for part in 0..4u64 {

@@ -1,16 +1,20 @@
-//! [`BlockCache`]: decoded SST blocks kept for point lookups, least recently used first out.
+//! [`BlockCache`]: decoded SST blocks kept for point lookups and scans, least recently used
+//! first out.
 //!
 //! A block is `page_rows` consecutive rows of one SST, decoded: every user column, commit
 //! timestamps and delete flags. (Keys are not kept encoded: a lookup compares the key columns
-//! themselves, which keeps a block a quarter smaller for a `u64` key.) Blocks are cached under (file, block number), where
-//! the file is a number the cache hands each open [`SstReader`](super::SstReader) — a path alone
-//! cannot tell apart two databases' files that share one cache. A reader forgets its blocks when
-//! it is dropped.
+//! themselves, which keeps a block a quarter smaller for a `u64` key.) Point lookups and scans of
+//! every column fill the cache; a scan of some columns uses what is there (see
+//! [`SstScan`](super::SstScan)). Blocks are cached under (file, block number), where the file is
+//! a number the cache hands each open [`SstReader`](super::SstReader) — a path alone cannot tell
+//! apart two databases' files that share one cache. A reader forgets its blocks when it is
+//! dropped.
 //!
 //! Promises: the bytes held never exceed the capacity (a block larger than the whole cache is
 //! not kept); the lock is held for map updates only, never across decoding or I/O.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow_array::RecordBatch;
@@ -136,6 +140,24 @@ impl BlockCache {
         state.order.insert(tick, (file, block));
         state.stats.hits += 1;
         Some(found)
+    }
+
+    /// Whether every block of `file` in `blocks` is cached (neither a hit nor a miss: nothing is
+    /// looked up yet).
+    pub(crate) fn holds_all(&self, file: u64, mut blocks: Range<usize>) -> bool {
+        let state = self.lock();
+        blocks.all(|block| state.entries.contains_key(&(file, block)))
+    }
+
+    /// How many blocks of `file`, from the start of `blocks` on, are not cached: the run a
+    /// reader decodes in one pass after a miss. Each counts as a miss.
+    pub(crate) fn missing(&self, file: u64, blocks: Range<usize>) -> usize {
+        let mut state = self.lock();
+        let missing = blocks
+            .take_while(|&block| !state.entries.contains_key(&(file, block)))
+            .count();
+        state.stats.misses += missing as u64;
+        missing
     }
 
     /// Keeps `decoded` as block `block` of `file`, evicting the least recently used blocks.

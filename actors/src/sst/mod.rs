@@ -26,6 +26,7 @@
 //!   timestamps prune: no filter on a value column is ever pushed into Parquet, because that
 //!   could hide a key's newest version and resurrect an older one.
 
+mod blocks;
 mod bloom;
 mod cache;
 mod checksum;

@@ -10,22 +10,17 @@
 use std::cmp::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ord::ord::make_comparator;
 use arrow_schema::SortOptions;
-use arrow_select::concat::concat_batches;
 use damselfly_runtimes::Storage;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::RowSelection;
-use parquet::arrow::push_decoder::{ParquetPushDecoderBuilder, RowGroupSelection};
 use parquet::bloom_filter::Sbbf;
 
+use super::blocks::BlockRun;
 use super::bloom::probe_bytes;
 use super::cache::{Block, BlockCache};
 use super::checksum::FooterChecksum;
-use super::fetch::{SstFile, next_reader};
+use super::fetch::SstFile;
 use super::metadata::{self, SstMetadata};
 use super::scan::{Mode, ScanOptions, SstScan};
 use super::{KeyRange, SstError, SstInfo, partition_point};
@@ -61,7 +56,7 @@ pub(crate) struct Shared {
     pub metadata: SstMetadata,
     pub info: SstInfo,
     pub cache: Arc<BlockCache>,
-    cache_file: u64,
+    pub cache_file: u64,
     /// Per row group, per key column: the bloom filter once loaded (`None` inside: the column
     /// chunk has none).
     blooms: Mutex<Vec<Option<KeyBlooms>>>,
@@ -333,7 +328,11 @@ impl SstReader {
         if let Some(block) = shared.cache.get(shared.cache_file, number) {
             return Ok(block);
         }
-        let block = Arc::new(shared.decode_block(number).await?);
+        let mut run = BlockRun::new(shared, number..number + 1)?;
+        let Some((_, block)) = run.next(shared).await? else {
+            return Err(shared.corrupt(format!("block {number} decoded to nothing")));
+        };
+        let block = Arc::new(block);
         shared
             .cache
             .insert(shared.cache_file, number, Arc::clone(&block));
@@ -354,57 +353,5 @@ impl Shared {
             path: self.file.path().to_owned(),
             source,
         }
-    }
-
-    /// Reads and decodes block `number`: every column of its rows.
-    async fn decode_block(&self, number: usize) -> Result<Block, SstError> {
-        let place = self.metadata.blocks[number];
-        let group_rows = self
-            .metadata
-            .parquet()
-            .row_group(place.row_group)
-            .num_rows() as usize;
-        let rows = place.first_row..place.first_row + place.rows;
-        let selection = RowSelection::from_consecutive_ranges(std::iter::once(rows), group_rows);
-        let mut decoder = ParquetPushDecoderBuilder::new_with_metadata(self.metadata.arrow.clone())
-            .with_projection(ProjectionMask::all())
-            .with_batch_size(place.rows)
-            .with_row_group_selections(vec![RowGroupSelection::new(
-                place.row_group,
-                Some(selection),
-            )])
-            .build()
-            .map_err(|error| self.parquet_error(error))?;
-        let mut batches = Vec::new();
-        while let Some(reader) = next_reader(&mut decoder, &self.file).await? {
-            for batch in reader {
-                batches.push(batch.map_err(|error| self.parquet_error(error.into()))?);
-            }
-        }
-        let batch = concat_batches(self.metadata.arrow.schema(), &batches)?;
-        if batch.num_rows() != place.rows {
-            return Err(self.corrupt(format!(
-                "block {number} decoded to {} rows, expected {}",
-                batch.num_rows(),
-                place.rows
-            )));
-        }
-        self.block_from_batch(&batch)
-    }
-
-    /// Splits a decoded batch of every SST column into a [`Block`].
-    fn block_from_batch(&self, batch: &RecordBatch) -> Result<Block, SstError> {
-        let user_columns = self.table.schema().fields().len();
-        let rows = RecordBatch::try_new(
-            Arc::clone(self.table.schema()),
-            batch.columns()[..user_columns].to_vec(),
-        )?;
-        let timestamps = batch.column(user_columns).as_primitive::<UInt64Type>();
-        let deleted = batch.column(user_columns + 1).as_boolean();
-        Ok(Block {
-            rows,
-            timestamps: timestamps.values().clone(),
-            deleted: deleted.values().clone(),
-        })
     }
 }

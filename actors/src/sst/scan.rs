@@ -5,11 +5,15 @@
 //! versions in other sources — and nothing for keys whose versions are all newer.
 //!
 //! It reads only what it needs: the blocks of the range (the block index maps the range to rows;
-//! the page index maps rows to pages), and only the projected columns plus those it works with
-//! (key columns, commit timestamp, delete flag). Nothing is read when the file's versions are
-//! all newer than the read timestamp. When every key appears once, every version is visible and
-//! there are no deletes (the common flushed file), it does no per-row work at all; with
-//! [`ScanOptions::single_source`] it then decodes exactly the projected columns.
+//! the page index maps rows to pages). A scan of every table column whose blocks fit in a
+//! quarter of the [`BlockCache`](super::BlockCache) reads whole blocks through it — decoding only
+//! the blocks missing there, and keeping them — so that a range read again is not decoded again;
+//! any other scan decodes only the columns it returns plus the ones it works with (key columns,
+//! commit timestamp, delete flag), unless every block it needs is cached. Nothing is read when
+//! the file's versions are all newer than the read timestamp. When every key appears once, every
+//! version is visible and there are no deletes (the common flushed file), it does no per-row work
+//! at all; with [`ScanOptions::single_source`] it then decodes exactly the projected columns
+//! (from the file).
 //!
 //! It never filters on a value column: a filter could hide a key's newest version and let an
 //! older one show through.
@@ -30,6 +34,7 @@ use parquet::arrow::push_decoder::{
     ParquetPushDecoder, ParquetPushDecoderBuilder, RowGroupSelection,
 };
 
+use super::blocks::CachedBlocks;
 use super::fetch::next_reader;
 use super::reader::Shared;
 use super::{KeyRange, SstError, partition_point};
@@ -102,11 +107,42 @@ struct Layout {
     deleted: Option<usize>,
 }
 
+/// Where a scan's decoded batches come from.
+enum Batches {
+    /// One pass over the file, decoding the columns the scan works with.
+    File {
+        decoder: ParquetPushDecoder,
+        reader: Option<ParquetRecordBatchReader>,
+    },
+    /// Whole blocks, through the block cache.
+    Blocks(CachedBlocks),
+}
+
+impl Batches {
+    /// The next decoded batch, or `None` at the end of the span.
+    async fn next(&mut self, shared: &Shared) -> Result<Option<RecordBatch>, SstError> {
+        match self {
+            Batches::File { decoder, reader } => loop {
+                if let Some(batch) = reader.as_mut().and_then(Iterator::next) {
+                    return Ok(Some(
+                        batch.map_err(|error| shared.parquet_error(error.into()))?,
+                    ));
+                }
+                match next_reader(decoder, &shared.file).await? {
+                    Some(next) => *reader = Some(next),
+                    None => return Ok(None),
+                }
+            },
+            Batches::Blocks(blocks) => blocks.next(shared).await,
+        }
+    }
+}
+
 /// A scan of one SST; see the module documentation.
 pub struct SstScan {
     shared: Arc<Shared>,
-    decoder: Option<ParquetPushDecoder>,
-    reader: Option<ParquetRecordBatchReader>,
+    /// `None` once the span, or the range, is done.
+    batches: Option<Batches>,
     layout: Layout,
     output_schema: SchemaRef,
     mode: Mode,
@@ -185,14 +221,13 @@ impl SstScan {
             ),
             None => (0, 0, 0),
         };
-        let decoder = match blocks {
-            Some(blocks) => Some(decoder(&shared, blocks, roots, options.batch_rows)?),
+        let batches = match blocks {
+            Some(blocks) => Some(batches(&shared, blocks, roots, projection, mode, options)?),
             None => None,
         };
         Ok(Self {
             shared,
-            decoder,
-            reader: None,
+            batches,
             layout,
             output_schema,
             mode,
@@ -220,25 +255,15 @@ impl SstScan {
     /// The next chunk of visible versions, or `None` at the end of the range.
     pub async fn next_chunk(&mut self) -> Result<Option<SstChunk>, SstError> {
         loop {
-            if let Some(reader) = &mut self.reader {
-                match reader.next() {
-                    Some(batch) => {
-                        let batch =
-                            batch.map_err(|error| self.shared.parquet_error(error.into()))?;
-                        if let Some(chunk) = self.chunk(&batch)? {
-                            return Ok(Some(chunk));
-                        }
-                        continue;
-                    }
-                    None => self.reader = None,
-                }
-            }
-            let Some(decoder) = &mut self.decoder else {
+            let Some(batches) = &mut self.batches else {
                 return Ok(None);
             };
-            match next_reader(decoder, &self.shared.file).await? {
-                Some(reader) => self.reader = Some(reader),
-                None => self.decoder = None,
+            let Some(batch) = batches.next(&self.shared).await? else {
+                self.batches = None;
+                return Ok(None);
+            };
+            if let Some(chunk) = self.chunk(&batch)? {
+                return Ok(Some(chunk));
             }
         }
     }
@@ -252,17 +277,15 @@ impl SstScan {
             !matches!(self.range.lower, Bound::Unbounded) && first_row < self.lower_edge_end;
         let at_upper_edge = !matches!(self.range.upper, Bound::Unbounded)
             && first_row + length as u64 > self.upper_edge_start;
-        let mut keys = if at_lower_edge
-            || at_upper_edge
-            || self.mode == Mode::Versions
-            || self.options.need_keys
-        {
-            Some(self.encode_keys(batch)?)
+        // Every row's key is encoded only to find a range's edges; otherwise only the keys of
+        // the rows returned are, if asked for.
+        let edge_keys = if at_lower_edge || at_upper_edge {
+            Some(self.encode_keys(&self.key_columns(batch, 0..length))?)
         } else {
             None
         };
         let mut window = 0..length;
-        if let Some(keys) = keys.as_ref().filter(|_| at_lower_edge || at_upper_edge) {
+        if let Some(keys) = &edge_keys {
             window.start = partition_point(0..length, |row| {
                 !self.range.above_lower(keys[row].as_bytes())
             });
@@ -271,8 +294,7 @@ impl SstScan {
             });
             if window.end < length {
                 // Past the range: nothing after this batch is wanted.
-                self.decoder = None;
-                self.reader = None;
+                self.batches = None;
             }
         }
         if window.is_empty() {
@@ -285,41 +307,51 @@ impl SstScan {
                 .values()
                 .clone()
         });
-        let selected = self.select(window.clone(), keys.as_deref(), timestamps.as_ref());
-        if !self.options.need_keys {
-            keys = None;
-        }
-        self.assemble(batch, window, selected, keys, timestamps)
+        let selected = self.select(batch, window.clone(), timestamps.as_ref())?;
+        self.assemble(batch, window, selected, edge_keys, timestamps)
     }
 
-    fn encode_keys(&self, batch: &RecordBatch) -> Result<Vec<KeyBytes>, SstError> {
-        let columns: Vec<ArrayRef> = self
-            .layout
+    /// The key columns of `rows` of `batch`.
+    fn key_columns(&self, batch: &RecordBatch, rows: Range<usize>) -> Vec<ArrayRef> {
+        self.layout
             .keys
             .iter()
-            .map(|&position| Arc::clone(batch.column(position)))
-            .collect();
+            .map(|&position| batch.column(position).slice(rows.start, rows.len()))
+            .collect()
+    }
+
+    fn encode_keys(&self, key_columns: &[ArrayRef]) -> Result<Vec<KeyBytes>, SstError> {
         self.shared
             .table
-            .encode_key_bytes(&columns)
+            .encode_key_bytes(key_columns)
             .map_err(|error| self.shared.corrupt(format!("keys do not encode: {error}")))
+    }
+
+    /// The encoded key of `row` of `key_columns`.
+    fn encode_key(&self, key_columns: &[ArrayRef], row: usize) -> Result<KeyBytes, SstError> {
+        let row: Vec<ArrayRef> = key_columns
+            .iter()
+            .map(|column| column.slice(row, 1))
+            .collect();
+        let mut keys = self.encode_keys(&row)?;
+        keys.pop()
+            .ok_or_else(|| self.shared.corrupt("a key encoded to nothing".to_owned()))
     }
 
     /// Which rows of `window` to return: `None` for all of them.
     fn select(
         &mut self,
+        batch: &RecordBatch,
         window: Range<usize>,
-        keys: Option<&[KeyBytes]>,
         timestamps: Option<&ScalarBuffer<u64>>,
-    ) -> Option<BooleanBuffer> {
+    ) -> Result<Option<BooleanBuffer>, SstError> {
         let read_at = self.read_at;
-        const DECODED: &str =
-            "layout() decodes the keys and timestamps of every mode but PassThrough";
-        match self.mode {
+        const DECODED: &str = "layout() decodes the timestamps of every mode but PassThrough";
+        Ok(match self.mode {
             Mode::PassThrough | Mode::AllVersions => None,
             Mode::UniqueKeys => {
                 if self.shared.info.max_ts <= read_at {
-                    return None;
+                    return Ok(None);
                 }
                 let timestamps = &timestamps.expect(DECODED)[window.clone()];
                 Some(BooleanBuffer::collect_bool(window.len(), |row| {
@@ -327,47 +359,56 @@ impl SstScan {
                 }))
             }
             Mode::Versions => {
-                Some(self.newest_visible(window, keys.expect(DECODED), timestamps.expect(DECODED)))
+                let key_columns = self.key_columns(batch, window.clone());
+                let timestamps = &timestamps.expect(DECODED)[window];
+                Some(self.newest_visible(&key_columns, timestamps)?)
             }
-        }
+        })
     }
 
-    /// Marks each key's newest version at or before the read timestamp, carrying the last key
-    /// over to the next batch.
+    /// Marks each key's newest version at or before the read timestamp among rows whose key
+    /// columns are `key_columns`. A key's versions are consecutive, newest first, and may run on
+    /// from the previous batch: its last key, and whether a version of it was marked, carry over.
+    /// Keys are compared as columns; only the first and last are encoded, for the carry.
     fn newest_visible(
         &mut self,
-        window: Range<usize>,
-        keys: &[KeyBytes],
-        timestamps: &ScalarBuffer<u64>,
-    ) -> BooleanBuffer {
-        let mut selected = BooleanBufferBuilder::new(window.len());
-        let (previous, mut found) = match self.carry.take() {
-            Some((key, found)) => (Some(key), found),
-            None => (None, false),
+        key_columns: &[ArrayRef],
+        timestamps: &[u64],
+    ) -> Result<BooleanBuffer, SstError> {
+        let rows = timestamps.len();
+        let first = self.encode_key(key_columns, 0)?;
+        let (continues, mut found) = match self.carry.take() {
+            Some((key, found)) => (key == first, found),
+            None => (false, false),
         };
-        for row in window.clone() {
-            let key = &keys[row];
-            let same = if row == window.start {
-                previous.as_ref() == Some(key)
-            } else {
-                keys[row - 1] == *key
-            };
-            found &= same;
-            let visible = !found && timestamps[row] <= self.read_at;
-            found |= visible;
-            selected.append(visible);
-        }
-        self.carry = Some((keys[window.end - 1].clone(), found));
-        selected.finish()
+        let starts = run_starts(key_columns, !continues)?;
+        let selected = if self.shared.info.max_ts <= self.read_at && (found || !continues) {
+            // Every version is visible: each key's newest is its first, and a key running on
+            // from the previous batch had its first there.
+            found = true;
+            starts
+        } else {
+            let mut selected = BooleanBufferBuilder::new(rows);
+            for (row, &timestamp) in timestamps.iter().enumerate() {
+                found &= !starts.value(row);
+                let visible = !found && timestamp <= self.read_at;
+                found |= visible;
+                selected.append(visible);
+            }
+            selected.finish()
+        };
+        self.carry = Some((self.encode_key(key_columns, rows - 1)?, found));
+        Ok(selected)
     }
 
     /// Builds the chunk of the `selected` rows of `window`.
+    /// `edge_keys` are the batch's keys, if it was at an edge of the range.
     fn assemble(
         &self,
         batch: &RecordBatch,
         window: Range<usize>,
         selected: Option<BooleanBuffer>,
-        keys: Option<Vec<KeyBytes>>,
+        edge_keys: Option<Vec<KeyBytes>>,
         timestamps: Option<ScalarBuffer<u64>>,
     ) -> Result<Option<SstChunk>, SstError> {
         let length = window.len();
@@ -396,7 +437,19 @@ impl SstScan {
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         let output =
             RecordBatch::try_new_with_options(Arc::clone(&self.output_schema), columns, &options)?;
-        let keys = keys.map(|keys| selected_keys(keys, window.clone(), selected.as_ref()));
+        let keys = match (self.options.need_keys, edge_keys) {
+            (false, _) => None,
+            (true, Some(keys)) => Some(selected_keys(keys, window.clone(), selected.as_ref())),
+            (true, None) => {
+                let columns = self
+                    .layout
+                    .keys
+                    .iter()
+                    .map(|&position| pick(batch.column(position)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(self.encode_keys(&columns)?)
+            }
+        };
         let timestamps = match (self.options.need_timestamps, timestamps) {
             (true, Some(timestamps)) => {
                 let array: ArrayRef = Arc::new(arrow_array::UInt64Array::new(timestamps, None));
@@ -430,13 +483,37 @@ fn selected_keys(
             keys
         }
         Some(mask) => {
-            let mut selected = mask.iter();
-            keys.into_iter()
-                .skip(window.start)
-                .filter(|_| selected.next().unwrap_or(false))
-                .collect()
+            let mut selected = Vec::with_capacity(mask.count_set_bits());
+            selected.extend(
+                mask.set_indices()
+                    .map(|row| keys[window.start + row].clone()),
+            );
+            selected
         }
     }
+}
+
+/// Which rows start a key's run of versions: those whose key columns differ from the row
+/// before; the first row if `first`.
+fn run_starts(key_columns: &[ArrayRef], first: bool) -> Result<BooleanBuffer, SstError> {
+    let rows = key_columns.first().map_or(0, |column| column.len());
+    let mut starts = BooleanBufferBuilder::new(rows);
+    starts.append(first);
+    if rows > 1 {
+        let mut differs: Option<BooleanBuffer> = None;
+        for column in key_columns {
+            let (before, after) = (column.slice(0, rows - 1), column.slice(1, rows - 1));
+            let column_differs = arrow_ord::cmp::distinct(&after, &before)?.values().clone();
+            differs = Some(match differs {
+                Some(differs) => &differs | &column_differs,
+                None => column_differs,
+            });
+        }
+        if let Some(differs) = differs {
+            starts.append_buffer(&differs);
+        }
+    }
+    Ok(starts.finish())
 }
 
 /// The Parquet root columns a scan decodes, and where each lands in its batches.
@@ -509,6 +586,52 @@ fn block_span(shared: &Shared, range: &KeyRange, read_at: u64) -> Option<Range<u
         Bound::Excluded(key) => first_keys.partition_point(|first| first < key),
     };
     (start < end).then_some(start..end)
+}
+
+/// The source of a scan's batches of the `roots` columns of `blocks`: whole blocks through the
+/// cache if the scan finds every block cached, or reads every table column (decoding the
+/// engine's two columns too costs little) and its blocks would take at most a quarter of the
+/// cache; else the file. So a large scan neither pushes out the blocks that lookups keep warm
+/// nor decodes columns it does not need. A compaction's scans keep no blocks: their files are
+/// about to be replaced.
+fn batches(
+    shared: &Shared,
+    blocks: Range<usize>,
+    roots: Vec<usize>,
+    projection: &[usize],
+    mode: Mode,
+    options: ScanOptions,
+) -> Result<Batches, SstError> {
+    let cache = &shared.cache;
+    let every_column =
+        (0..shared.table.schema().fields().len()).all(|column| projection.contains(&column));
+    let fits = || decoded_bytes(shared, blocks.clone()) <= cache.capacity_bytes() as u64 / 4;
+    let through_cache = cache.capacity_bytes() > 0
+        && ((every_column && fits()) || cache.holds_all(shared.cache_file, blocks.clone()));
+    if through_cache {
+        let fill_cache = mode != Mode::AllVersions;
+        let blocks = CachedBlocks::new(shared, blocks, roots, options.batch_rows, fill_cache)?;
+        return Ok(Batches::Blocks(blocks));
+    }
+    Ok(Batches::File {
+        decoder: decoder(shared, blocks, roots, options.batch_rows)?,
+        reader: None,
+    })
+}
+
+/// About how many bytes `blocks` take decoded: their share of their row groups' uncompressed
+/// bytes.
+fn decoded_bytes(shared: &Shared, blocks: Range<usize>) -> u64 {
+    let parquet = shared.metadata.parquet();
+    shared.metadata.blocks[blocks]
+        .iter()
+        .map(|place| {
+            let group = parquet.row_group(place.row_group);
+            let group_bytes = u64::try_from(group.total_byte_size()).unwrap_or(0);
+            let group_rows = u64::try_from(group.num_rows()).unwrap_or(0).max(1);
+            group_bytes * place.rows as u64 / group_rows
+        })
+        .sum()
 }
 
 /// A decoder of the `roots` columns of `blocks`.

@@ -16,6 +16,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use arrow_array::{Array, BinaryArray};
+use arrow_buffer::{ArrowNativeType, ScalarBuffer};
 use arrow_schema::DataType;
 
 /// Keys up to this many bytes are stored inline.
@@ -100,6 +101,38 @@ impl KeyBytes {
         keys
     }
 
+    /// The keys of a one-column key of an integer type (or a date, time or timestamp, which
+    /// are integers underneath) without nulls, one per element, encoded exactly as arrow's row
+    /// format encodes them — a byte 1 ("valid"), then the value's big-endian bytes with the sign
+    /// bit flipped for signed types — but without building rows first. `None` for any other
+    /// array, which the row format must encode.
+    pub fn from_integers(array: &dyn Array) -> Option<Vec<KeyBytes>> {
+        if array.null_count() > 0 {
+            return None;
+        }
+        // Flipping a signed value's sign bit makes unsigned order the values' order.
+        Some(match array.data_type() {
+            DataType::UInt8 => inline_integers::<u8>(array, u64::from),
+            DataType::UInt16 => inline_integers::<u16>(array, u64::from),
+            DataType::UInt32 => inline_integers::<u32>(array, u64::from),
+            DataType::UInt64 => inline_integers::<u64>(array, |value| value),
+            DataType::Int8 => inline_integers::<i8>(array, |value| u64::from(value as u8 ^ 1 << 7)),
+            DataType::Int16 => {
+                inline_integers::<i16>(array, |value| u64::from(value as u16 ^ 1 << 15))
+            }
+            DataType::Int32 | DataType::Date32 | DataType::Time32(_) => {
+                inline_integers::<i32>(array, |value| u64::from(value as u32 ^ 1 << 31))
+            }
+            DataType::Int64
+            | DataType::Date64
+            | DataType::Time64(_)
+            | DataType::Timestamp(_, _) => {
+                inline_integers::<i64>(array, |value| value as u64 ^ 1 << 63)
+            }
+            _ => return None,
+        })
+    }
+
     /// The encoded bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
@@ -154,6 +187,28 @@ impl KeyBytes {
                 _ => Ordering::Equal,
             })
     }
+}
+
+/// Inline keys of the fixed-width integers of `array` (of native type `T`, without nulls):
+/// `order` maps each value to an unsigned number of `T`'s width with the values' order, whose
+/// big-endian bytes follow the "valid" byte 1.
+fn inline_integers<T: ArrowNativeType>(
+    array: &dyn Array,
+    order: impl Fn(T) -> u64,
+) -> Vec<KeyBytes> {
+    let data = array.to_data();
+    let values = ScalarBuffer::<T>::new(data.buffers()[0].clone(), data.offset(), data.len());
+    let width = size_of::<T>();
+    // Byte 0: the "valid" byte; bytes 1..=width: the value; byte 15: the length.
+    let fixed = 1u128 << 120 | (1 + width) as u128;
+    let shift = 8 * (INLINE_KEY_BYTES - width) as u32;
+    values
+        .iter()
+        .map(|&value| {
+            let bytes = (u128::from(order(value)) << shift | fixed).to_be_bytes();
+            KeyBytes(Repr::Inline(bytes))
+        })
+        .collect()
 }
 
 impl PartialOrd for KeyBytes {
@@ -258,6 +313,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn integer_keys_are_encoded_as_the_row_format_encodes_them() {
+        use arrow_array::{
+            ArrayRef, Date32Array, Date64Array, Int8Array, Int16Array, Int32Array, Int64Array,
+            StringArray, Time32MillisecondArray, Time64NanosecondArray, TimestampMicrosecondArray,
+            UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+        };
+        use arrow_row::{RowConverter, SortField};
+        use std::sync::Arc;
+
+        let mut random = fastrand::Rng::with_seed(7);
+        let mut values: Vec<i64> = vec![0, 1, -1, i64::MIN, i64::MAX, 127, -128, 255, 256];
+        values.extend((0..200).map(|_| random.i64(..) >> random.u32(0..64)));
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(UInt8Array::from_iter_values(
+                values.iter().map(|&v| v as u8),
+            )),
+            Arc::new(UInt16Array::from_iter_values(
+                values.iter().map(|&v| v as u16),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                values.iter().map(|&v| v as u32),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                values.iter().map(|&v| v as u64),
+            )),
+            Arc::new(Int8Array::from_iter_values(values.iter().map(|&v| v as i8))),
+            Arc::new(Int16Array::from_iter_values(
+                values.iter().map(|&v| v as i16),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                values.iter().map(|&v| v as i32),
+            )),
+            Arc::new(Int64Array::from_iter_values(values.iter().copied())),
+            Arc::new(Date32Array::from_iter_values(
+                values.iter().map(|&v| v as i32),
+            )),
+            Arc::new(Date64Array::from_iter_values(values.iter().copied())),
+            Arc::new(Time32MillisecondArray::from_iter_values(
+                values.iter().map(|&v| v as i32),
+            )),
+            Arc::new(Time64NanosecondArray::from_iter_values(
+                values.iter().copied(),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(values.iter().copied())
+                    .with_timezone("+01:00"),
+            ),
+        ];
+        for array in arrays {
+            let converter = RowConverter::new(vec![SortField::new(array.data_type().clone())])
+                .expect("converter");
+            // Whole, and sliced (an offset into the values).
+            for array in [Arc::clone(&array), array.slice(5, 100)] {
+                let rows = converter
+                    .convert_columns(&[Arc::clone(&array)])
+                    .expect("rows");
+                let expected = KeyBytes::from_binary(&rows.try_into_binary().expect("binary"));
+                let direct = KeyBytes::from_integers(array.as_ref()).expect("an integer type");
+                assert_eq!(direct.len(), expected.len(), "{}", array.data_type());
+                for (direct, expected) in direct.iter().zip(&expected) {
+                    assert_eq!(
+                        direct.as_bytes(),
+                        expected.as_bytes(),
+                        "{}",
+                        array.data_type()
+                    );
+                    assert!(direct == expected, "{}", array.data_type());
+                }
+            }
+        }
+        let nulls = Int32Array::from(vec![Some(1), None]);
+        assert!(
+            KeyBytes::from_integers(&nulls).is_none(),
+            "nulls need the row format"
+        );
+        let strings = StringArray::from(vec!["a"]);
+        assert!(KeyBytes::from_integers(&strings).is_none());
     }
 
     #[test]

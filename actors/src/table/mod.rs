@@ -326,6 +326,13 @@ impl TableSchema {
     /// Encodes keys given as arrays of the key columns (in key order, equal lengths) into
     /// [`KeyBytes`], one per row.
     pub fn encode_key_bytes(&self, key_columns: &[ArrayRef]) -> Result<Vec<KeyBytes>, SchemaError> {
+        // The common key, one integer column, is encoded directly.
+        if let ([column], [index]) = (key_columns, &self.key_indices[..])
+            && column.data_type() == self.schema.field(*index).data_type()
+            && let Some(keys) = KeyBytes::from_integers(column.as_ref())
+        {
+            return Ok(keys);
+        }
         let rows = self.key_encoder.convert_columns(key_columns)?;
         Ok(KeyBytes::from_binary(&rows.try_into_binary()?))
     }

@@ -29,6 +29,13 @@ use damselfly_actors::probe::Probe;
 use damselfly_sim::harness::{PROBES, RunOptions, SeedReport, run_seed};
 use damselfly_sim::{FaultKind, first_divergence};
 
+// A seed allocates and frees buffers at a high rate (decoded pages, batches, keys, storage
+// reads, and zstd's contexts, one per column chunk: the `override` feature serves C's malloc
+// too); mimalloc does that with about a fifth less CPU than the system allocator. The engine
+// itself leaves the allocator to the application.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: sim --seeds A..B [--jobs N] [--ops N] [--cycles N] [--determinism K]
        sim --seed N [--ops N] [--cycles N] [--trace]";
 

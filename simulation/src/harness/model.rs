@@ -65,10 +65,14 @@ pub(crate) struct Observation {
 #[derive(Debug, Default)]
 pub(crate) struct Model {
     commits: BTreeMap<CommitId, Commit>,
-    /// Per key, its acknowledged versions: timestamp → commit (`None` for a delete).
-    versions: BTreeMap<u64, BTreeMap<u64, Option<CommitId>>>,
+    /// Per key, its acknowledged versions.
+    versions: BTreeMap<u64, History>,
     /// Keys written by unknown commits, with the lowest timestamp such a commit may have.
     uncertain: BTreeMap<u64, u64>,
+    /// Per key, the unknown commits that wrote it.
+    unknown_writers: BTreeMap<u64, Vec<CommitId>>,
+    /// Every acknowledged timestamp, ascending.
+    acknowledged: Vec<u64>,
     observations: Vec<Observation>,
     /// Transactions whose outcome is still to check against the others'.
     transactions: Vec<CommitId>,
@@ -121,9 +125,12 @@ impl Model {
         }
         commit.outcome = Outcome::Acknowledged { ts, durable };
         let writes = commit.writes.clone();
+        // Acknowledgements come nearly in timestamp order: this inserts at or near the end.
+        let place = self.acknowledged.partition_point(|&other| other <= ts);
+        self.acknowledged.insert(place, ts);
         for (key, deleted) in writes {
             let versions = self.versions.entry(key).or_default();
-            if let Some(other) = versions.insert(ts, (!deleted).then_some(id)) {
+            if let Err(other) = versions.insert(ts, (!deleted).then_some(id)) {
                 return Err(format!(
                     "commit {id:#x} was acknowledged at {ts}, which commit {other:?} also has"
                 ));
@@ -141,6 +148,7 @@ impl Model {
         for &(key, _) in &commit.writes.clone() {
             let lowest = self.uncertain.entry(key).or_insert(above);
             *lowest = (*lowest).min(above);
+            self.unknown_writers.entry(key).or_default().push(id);
         }
         Ok(())
     }
@@ -163,17 +171,8 @@ impl Model {
     }
 
     /// The acknowledged timestamps, ascending.
-    pub(crate) fn acknowledged_timestamps(&self) -> Vec<u64> {
-        let mut timestamps: Vec<u64> = self
-            .commits
-            .values()
-            .filter_map(|commit| match commit.outcome {
-                Outcome::Acknowledged { ts, .. } => Some(ts),
-                _ => None,
-            })
-            .collect();
-        timestamps.sort_unstable();
-        timestamps
+    pub(crate) fn acknowledged_timestamps(&self) -> &[u64] {
+        &self.acknowledged
     }
 
     /// Records what a read saw, to be checked by [`Model::check_observations`].
@@ -185,8 +184,8 @@ impl Model {
     fn expected(&self, key: u64, ts: u64) -> Option<CommitId> {
         self.versions
             .get(&key)
-            .and_then(|versions| versions.range(..=ts).next_back())
-            .and_then(|(_, commit)| *commit)
+            .and_then(|versions| versions.newest_at(ts))
+            .and_then(|(_, commit)| commit)
     }
 
     /// Whether a read of `key` at `ts` may show an unknown commit's version.
@@ -215,12 +214,19 @@ impl Model {
         // An unknown commit's version, or the absence one of its deletes (or a filtered-out
         // version of it) left.
         match seen {
-            None => self.commits.iter().any(|(&id, commit)| {
-                commit.outcome == Outcome::Unknown
-                    && commit.above < ts
-                    && (commit.writes.contains(&(key, true))
-                        || (commit.writes.contains(&(key, false)) && filtered(Some(id)).is_none()))
-            }),
+            None => self
+                .unknown_writers
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| Some((*id, self.commits.get(id)?)))
+                .any(|(id, commit)| {
+                    commit.outcome == Outcome::Unknown
+                        && commit.above < ts
+                        && (commit.writes.contains(&(key, true))
+                            || (commit.writes.contains(&(key, false))
+                                && filtered(Some(id)).is_none()))
+                }),
             Some(id) => self.commits.get(&id).is_some_and(|commit| {
                 commit.outcome == Outcome::Unknown
                     && commit.above < ts
@@ -254,13 +260,14 @@ impl Model {
                         let newer = self
                             .versions
                             .get(&key)
-                            .and_then(|versions| versions.range(read_at + 1..ts).next());
-                        if let Some((&other_ts, other)) = newer {
+                            .and_then(|versions| versions.first_after(read_at))
+                            .filter(|&(other_ts, _)| other_ts < ts);
+                        if let Some((other_ts, other)) = newer {
                             return Err(format!(
                                 "transaction {id:#x} (snapshot at {read_at}) committed at {ts}, \
                                 although key {key} has a version committed at {other_ts} \
                                 ({}) after its snapshot",
-                                describe(*other)
+                                describe(other)
                             ));
                         }
                     }
@@ -269,7 +276,7 @@ impl Model {
                     let written_since = |key: u64| {
                         self.versions
                             .get(&key)
-                            .is_some_and(|versions| versions.range(read_at + 1..).next().is_some())
+                            .is_some_and(|versions| versions.first_after(read_at).is_some())
                             || self.commits.iter().any(|(&other, commit)| {
                                 other != id
                                     && matches!(commit.outcome, Outcome::Unknown | Outcome::Lost)
@@ -297,13 +304,26 @@ impl Model {
 
     /// Checks one read now.
     pub(crate) fn check(&self, observation: &Observation) -> Result<(), String> {
+        // Both maps are in key order: walk them together for the common case, a read that shows
+        // exactly the model's version.
+        let mut histories = self.versions.iter().peekable();
         for (&key, &seen) in &observation.seen {
+            while histories.next_if(|&(&other, _)| other < key).is_some() {}
+            let expected = histories
+                .peek()
+                .filter(|&&(&other, _)| other == key)
+                .and_then(|(_, history)| history.newest_at(observation.ts))
+                .and_then(|(_, commit)| commit)
+                .filter(|&id| observation.commit_at_least.is_none_or(|least| id >= least));
+            if seen == expected {
+                continue;
+            }
             if !self.allows(key, observation.ts, seen, observation.commit_at_least) {
                 let history: Vec<String> = self
                     .versions
                     .get(&key)
                     .into_iter()
-                    .flatten()
+                    .flat_map(History::iter)
                     .map(|(ts, commit)| match commit {
                         Some(id) => format!("{ts}:{id:#x}"),
                         None => format!("{ts}:deleted"),
@@ -352,14 +372,62 @@ impl Model {
             }
             commit.outcome = Outcome::Lost;
             lost += 1;
+            let place = self.acknowledged.partition_point(|&other| other < ts);
+            self.acknowledged.remove(place);
             for &(key, _) in &commit.writes {
                 if let Some(versions) = self.versions.get_mut(&key) {
-                    versions.remove(&ts);
+                    versions.remove(ts);
                 }
             }
         }
         self.newest = self.newest.min(recovered);
         Ok(lost)
+    }
+}
+
+/// One key's acknowledged versions, by timestamp: the commit, `None` for a delete. A sorted
+/// vector: versions arrive nearly in timestamp order, and reads look them up far more often.
+#[derive(Debug, Default)]
+struct History(Vec<(u64, Option<CommitId>)>);
+
+impl History {
+    /// Adds the version at `ts`; the commit already there, if any, is the error.
+    fn insert(&mut self, ts: u64, commit: Option<CommitId>) -> Result<(), Option<CommitId>> {
+        match self
+            .0
+            .binary_search_by_key(&ts, |&(version_ts, _)| version_ts)
+        {
+            Ok(found) => Err(self.0[found].1),
+            Err(place) => {
+                self.0.insert(place, (ts, commit));
+                Ok(())
+            }
+        }
+    }
+
+    /// The newest version at or before `ts`.
+    fn newest_at(&self, ts: u64) -> Option<(u64, Option<CommitId>)> {
+        let after = self.0.partition_point(|&(version_ts, _)| version_ts <= ts);
+        after.checked_sub(1).map(|newest| self.0[newest])
+    }
+
+    /// The oldest version after `ts`.
+    fn first_after(&self, ts: u64) -> Option<(u64, Option<CommitId>)> {
+        let after = self.0.partition_point(|&(version_ts, _)| version_ts <= ts);
+        self.0.get(after).copied()
+    }
+
+    fn remove(&mut self, ts: u64) {
+        if let Ok(found) = self
+            .0
+            .binary_search_by_key(&ts, |&(version_ts, _)| version_ts)
+        {
+            self.0.remove(found);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &(u64, Option<CommitId>)> {
+        self.0.iter()
     }
 }
 

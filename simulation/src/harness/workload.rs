@@ -154,9 +154,15 @@ pub(crate) async fn client(
                 None => Ok(Next::Continue),
             },
             880..=959 => {
-                let timestamps = shared.model().acknowledged_timestamps();
-                match timestamps.get(random.usize(0..timestamps.len().max(1))) {
-                    Some(&ts) => read(&db, &shared, &mut random, Some(ts)).await,
+                let ts = {
+                    let model = shared.model();
+                    let timestamps = model.acknowledged_timestamps();
+                    timestamps
+                        .get(random.usize(0..timestamps.len().max(1)))
+                        .copied()
+                };
+                match ts {
+                    Some(ts) => read(&db, &shared, &mut random, Some(ts)).await,
                     None => Ok(Next::Continue),
                 }
             }

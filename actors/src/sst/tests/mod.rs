@@ -54,13 +54,22 @@ fn encode(model: &Model, options: &SstOptions, seed: u64) -> EncodedSst {
 
 /// Stores `sst` in fresh memory storage and opens it.
 fn open(model: &Model, sst: &EncodedSst) -> (Arc<MemoryStorage>, SstReader) {
+    open_with_cache(model, sst, Arc::new(BlockCache::default()))
+}
+
+/// Stores `sst` in fresh memory storage and opens it with `cache`.
+fn open_with_cache(
+    model: &Model,
+    sst: &EncodedSst,
+    cache: Arc<BlockCache>,
+) -> (Arc<MemoryStorage>, SstReader) {
     let storage = Arc::new(MemoryStorage::new());
     smol::block_on(storage.put("sst/1.parquet", sst.bytes.clone())).expect("put");
     let reader = smol::block_on(SstReader::open(
         Arc::clone(&storage) as Arc<dyn Storage>,
         "sst/1.parquet",
         Arc::clone(&model.table),
-        Arc::new(BlockCache::default()),
+        cache,
         sst.info.footer,
         sst.info.bytes,
     ))

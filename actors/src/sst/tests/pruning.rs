@@ -17,8 +17,9 @@ use arrow_select::take::take;
 use super::*;
 use crate::table::{KeyBytes, TableSchema};
 
-/// An SST of 50,000 rows keyed by a `UInt64`, and a reader that counts its reads.
-fn counted_file() -> (Arc<TableSchema>, Arc<CountingStorage>, SstReader) {
+/// An SST of 50,000 rows keyed by a `UInt64`, and a reader that counts its reads, with a block
+/// cache of `cache_bytes`.
+fn counted_file(cache_bytes: usize) -> (Arc<TableSchema>, Arc<CountingStorage>, SstReader) {
     let schema = Schema::new(vec![
         Field::new("id", arrow_schema::DataType::UInt64, false),
         Field::new("value", arrow_schema::DataType::Int64, false),
@@ -42,7 +43,7 @@ fn counted_file() -> (Arc<TableSchema>, Arc<CountingStorage>, SstReader) {
         ..SstOptions::default()
     };
     let sst = encode_batch(&table, &batch, 2, &options);
-    let (storage, reader) = open_counted(&table, &sst, Arc::new(BlockCache::default()));
+    let (storage, reader) = open_counted(&table, &sst, Arc::new(BlockCache::new(cache_bytes)));
     (table, storage, reader)
 }
 
@@ -70,21 +71,27 @@ fn scan_cost(
 
 #[test]
 fn a_key_range_reads_only_its_blocks() {
-    let (table, storage, reader) = counted_file();
-    let (rows, all_bytes) = scan_cost(&storage, &reader, KeyRange::all(), u64::MAX);
-    assert_eq!(rows, 50_000);
-    let range = KeyRange {
-        lower: Bound::Included(key(&table, 20_000)),
-        upper: Bound::Excluded(key(&table, 21_000)),
-    };
-    let (rows, range_bytes) = scan_cost(&storage, &reader, range, u64::MAX);
-    assert_eq!(rows, 1_000);
-    // The range lies in one of seven row groups; of that row group it reads the pages of the
-    // two blocks it touches, and the dictionaries they need.
-    assert!(
-        range_bytes * 5 < all_bytes,
-        "a 2% range read {range_bytes} bytes, the whole file {all_bytes}"
-    );
+    // From the file (no cache), and through a cold cache.
+    for cache_bytes in [0, DEFAULT_BLOCK_CACHE_BYTES] {
+        let (table, storage, reader) = counted_file(cache_bytes);
+        let range = KeyRange {
+            lower: Bound::Included(key(&table, 20_000)),
+            upper: Bound::Excluded(key(&table, 21_000)),
+        };
+        let (rows, range_bytes) = scan_cost(&storage, &reader, range, u64::MAX);
+        assert_eq!(rows, 1_000);
+        let (_, storage, reader) = counted_file(cache_bytes);
+        let (rows, all_bytes) = scan_cost(&storage, &reader, KeyRange::all(), u64::MAX);
+        assert_eq!(rows, 50_000);
+        // The range lies in one of seven row groups; of that row group it reads the pages of
+        // the two blocks it touches, and the dictionaries they need.
+        assert!(
+            range_bytes * 5 < all_bytes,
+            "cache of {cache_bytes} bytes: a 2% range read {range_bytes} bytes, the whole file \
+             {all_bytes}"
+        );
+    }
+    let (table, storage, reader) = counted_file(0);
     let outside = KeyRange {
         lower: Bound::Excluded(key(&table, 49_999)),
         upper: Bound::Unbounded,
@@ -93,8 +100,77 @@ fn a_key_range_reads_only_its_blocks() {
 }
 
 #[test]
+fn a_scan_read_again_comes_from_the_block_cache() {
+    let (table, storage, reader) = counted_file(DEFAULT_BLOCK_CACHE_BYTES);
+    let range = KeyRange {
+        lower: Bound::Included(key(&table, 20_000)),
+        upper: Bound::Excluded(key(&table, 30_000)),
+    };
+    let (rows, bytes) = scan_cost(&storage, &reader, range.clone(), u64::MAX);
+    assert!(rows == 10_000 && bytes > 0);
+    let cache = Arc::clone(&reader.shared.cache);
+    let misses = cache.stats().misses;
+    assert_eq!(
+        scan_cost(&storage, &reader, range, u64::MAX),
+        (10_000, 0),
+        "the range again"
+    );
+    assert_eq!(cache.stats().misses, misses);
+    // The whole file: its other blocks are read, the cached ones are not.
+    let (rows, more_bytes) = scan_cost(&storage, &reader, KeyRange::all(), u64::MAX);
+    assert_eq!(rows, 50_000);
+    let (_, cold_storage, cold_reader) = counted_file(DEFAULT_BLOCK_CACHE_BYTES);
+    let (_, all_bytes) = scan_cost(&cold_storage, &cold_reader, KeyRange::all(), u64::MAX);
+    assert!(
+        more_bytes < all_bytes,
+        "with a fifth cached, the whole file read {more_bytes} bytes, cold {all_bytes}"
+    );
+    // A scan of one column uses the cached blocks of every column.
+    let before = storage.reads().1;
+    let chunks = collect(
+        reader
+            .scan(
+                KeyRange::all(),
+                u64::MAX,
+                &[1],
+                ScanOptions::single_source(),
+            )
+            .expect("scan"),
+    );
+    let rows: usize = chunks.iter().map(|chunk| chunk.batch.num_rows()).sum();
+    assert_eq!((rows, storage.reads().1 - before), (50_000, 0));
+}
+
+#[test]
+fn a_scan_larger_than_a_quarter_of_the_cache_keeps_nothing() {
+    let (table, storage, reader) = counted_file(256 << 10);
+    let (key, columns) = (
+        key(&table, 7),
+        vec![Arc::new(UInt64Array::from(vec![7u64])) as ArrayRef],
+    );
+    assert!(
+        smol::block_on(reader.get(&key, &columns, u64::MAX))
+            .expect("get")
+            .is_some()
+    );
+    let cache = Arc::clone(&reader.shared.cache);
+    let held = cache.stats();
+    assert_eq!(held.blocks, 1, "the lookup's block");
+    assert_eq!(
+        scan_cost(&storage, &reader, KeyRange::all(), u64::MAX).0,
+        50_000
+    );
+    let after = cache.stats();
+    assert_eq!(
+        (after.blocks, after.bytes),
+        (held.blocks, held.bytes),
+        "the lookup's block stays"
+    );
+}
+
+#[test]
 fn a_read_older_than_the_file_reads_nothing() {
-    let (table, storage, reader) = counted_file();
+    let (table, storage, reader) = counted_file(DEFAULT_BLOCK_CACHE_BYTES);
     assert_eq!(scan_cost(&storage, &reader, KeyRange::all(), 99), (0, 0));
     let columns: Vec<ArrayRef> = vec![Arc::new(UInt64Array::from(vec![5u64]))];
     let before = storage.reads();

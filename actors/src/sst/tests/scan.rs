@@ -70,6 +70,30 @@ fn check_scan(
     }
 }
 
+/// Readers of `sst` that scan in each way there is: from the file (no cache); through a cache
+/// that fills as they go; and through a cache of a few blocks, primed by point lookups of
+/// scattered keys, so that scans mix cached blocks, runs of missing ones and evictions.
+fn readers(model: &Model, sst: &EncodedSst, seed: u64) -> Vec<(&'static str, SstReader)> {
+    let (_, file) = open_with_cache(model, sst, Arc::new(BlockCache::new(0)));
+    let (_, cached) = open_with_cache(model, sst, Arc::new(BlockCache::default()));
+    let (_, small) = open_with_cache(model, sst, Arc::new(BlockCache::new(4 << 10)));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for (_, versions) in model.versions.iter().filter(|_| rng.u8(..8) == 0) {
+        let row = versions[0].row;
+        let key = KeyBytes::from_slice(
+            model
+                .table
+                .encode_keys(&model.rows.slice(row, 1))
+                .expect("key")
+                .row(0)
+                .data(),
+        );
+        let columns = key_columns(model, &model.rows, row);
+        smol::block_on(small.get(&key, &columns, u64::MAX)).expect("get");
+    }
+    vec![("file", file), ("cache", cached), ("small cache", small)]
+}
+
 /// A random bound around the model's keys (present or absent ones).
 fn random_bound(model: &Model, rng: &mut fastrand::Rng) -> Bound<KeyBytes> {
     let keys: Vec<&KeyBytes> = model.versions.keys().collect();
@@ -92,43 +116,51 @@ fn scans_return_each_keys_newest_visible_version() {
         let model = random_model(seed, 150, 6, 60);
         let sst = encode(&model, &small_options(), seed);
         assert!(!sst.info.unique_keys);
-        let (_storage, reader) = open(&model, &sst);
         let all: Vec<usize> = (0..model.table.schema().fields().len()).collect();
-        let mut rng = fastrand::Rng::with_seed(seed);
-        for read_at in [0, 1, 7, 30, 59, 60, 61, u64::MAX] {
-            check_scan(
-                &model,
-                &reader,
-                KeyRange::all(),
-                read_at,
-                &all,
-                ScanOptions::default(),
-                "all",
-            );
-        }
-        for round in 0..60 {
-            let range = KeyRange {
-                lower: random_bound(&model, &mut rng),
-                upper: random_bound(&model, &mut rng),
-            };
-            let read_at = rng.u64(0..=65);
-            let mut projection: Vec<usize> = all.iter().copied().filter(|_| rng.bool()).collect();
-            rng.shuffle(&mut projection);
-            let options = ScanOptions {
-                need_keys: rng.bool(),
-                need_timestamps: rng.bool(),
-                batch_rows: rng.usize(1..=100),
-            };
-            let context = format!("seed {seed} round {round} {projection:?} {options:?}");
-            check_scan(
-                &model,
-                &reader,
-                range,
-                read_at,
-                &projection,
-                options,
-                &context,
-            );
+        for (way, reader) in readers(&model, &sst, seed) {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for round in 0..60 {
+                let range = KeyRange {
+                    lower: random_bound(&model, &mut rng),
+                    upper: random_bound(&model, &mut rng),
+                };
+                let read_at = rng.u64(0..=65);
+                // Every column (through the cache, if there is one) or some.
+                let every = rng.bool();
+                let mut projection: Vec<usize> = all
+                    .iter()
+                    .copied()
+                    .filter(|_| every || rng.bool())
+                    .collect();
+                rng.shuffle(&mut projection);
+                let options = ScanOptions {
+                    need_keys: rng.bool(),
+                    need_timestamps: rng.bool(),
+                    batch_rows: rng.usize(1..=100),
+                };
+                let context =
+                    format!("{way}: seed {seed} round {round} {projection:?} {options:?}");
+                check_scan(
+                    &model,
+                    &reader,
+                    range,
+                    read_at,
+                    &projection,
+                    options,
+                    &context,
+                );
+            }
+            for read_at in [0, 1, 7, 30, 59, 60, 61, u64::MAX] {
+                check_scan(
+                    &model,
+                    &reader,
+                    KeyRange::all(),
+                    read_at,
+                    &all,
+                    ScanOptions::default(),
+                    &format!("{way}: all"),
+                );
+            }
         }
     }
 }
@@ -152,53 +184,54 @@ fn every_mode_agrees_with_the_per_row_path() {
         }
         let sst = encode(&model, &small_options(), seed);
         assert!(sst.info.unique_keys && sst.info.deletes == 0);
-        let (_storage, reader) = open(&model, &sst);
         let all: Vec<usize> = (0..model.table.schema().fields().len()).collect();
-        let mut rng = fastrand::Rng::with_seed(seed);
-        for round in 0..40 {
-            let range = KeyRange {
-                lower: random_bound(&model, &mut rng),
-                upper: random_bound(&model, &mut rng),
-            };
-            let read_at = if rng.bool() {
-                u64::MAX
-            } else {
-                rng.u64(0..=45)
-            };
-            let options = ScanOptions {
-                need_keys: rng.bool(),
-                need_timestamps: rng.bool(),
-                batch_rows: rng.usize(1..=100),
-            };
-            let mode = |mode| {
-                let scan = SstScan::with_mode(
-                    Arc::clone(&reader.shared),
-                    range.clone(),
-                    read_at,
-                    &all,
-                    options,
-                    Some(mode),
-                )
-                .expect("scan");
-                collect(scan)
-            };
-            let context = format!("seed {seed} round {round} {range:?} at {read_at}");
-            let per_row = mode(Mode::Versions);
-            let natural = collect(
-                reader
-                    .scan(range.clone(), read_at, &all, options)
-                    .expect("scan"),
-            );
-            let batches = |chunks: &[SstChunk]| -> Vec<RecordBatch> {
-                chunks.iter().map(|chunk| chunk.batch.clone()).collect()
-            };
-            let schema = Arc::clone(model.table.schema());
-            assert_eq!(
-                concat_batches(&schema, &batches(&natural)).expect("concat"),
-                concat_batches(&schema, &batches(&per_row)).expect("concat"),
-                "{context}"
-            );
-            check_scan(&model, &reader, range, read_at, &all, options, &context);
+        for (way, reader) in readers(&model, &sst, seed) {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            for round in 0..40 {
+                let range = KeyRange {
+                    lower: random_bound(&model, &mut rng),
+                    upper: random_bound(&model, &mut rng),
+                };
+                let read_at = if rng.bool() {
+                    u64::MAX
+                } else {
+                    rng.u64(0..=45)
+                };
+                let options = ScanOptions {
+                    need_keys: rng.bool(),
+                    need_timestamps: rng.bool(),
+                    batch_rows: rng.usize(1..=100),
+                };
+                let mode = |mode| {
+                    let scan = SstScan::with_mode(
+                        Arc::clone(&reader.shared),
+                        range.clone(),
+                        read_at,
+                        &all,
+                        options,
+                        Some(mode),
+                    )
+                    .expect("scan");
+                    collect(scan)
+                };
+                let context = format!("{way}: seed {seed} round {round} {range:?} at {read_at}");
+                let per_row = mode(Mode::Versions);
+                let natural = collect(
+                    reader
+                        .scan(range.clone(), read_at, &all, options)
+                        .expect("scan"),
+                );
+                let batches = |chunks: &[SstChunk]| -> Vec<RecordBatch> {
+                    chunks.iter().map(|chunk| chunk.batch.clone()).collect()
+                };
+                let schema = Arc::clone(model.table.schema());
+                assert_eq!(
+                    concat_batches(&schema, &batches(&natural)).expect("concat"),
+                    concat_batches(&schema, &batches(&per_row)).expect("concat"),
+                    "{context}"
+                );
+                check_scan(&model, &reader, range, read_at, &all, options, &context);
+            }
         }
     }
 }
