@@ -419,10 +419,52 @@ impl Run {
         }
     }
 
-    /// Opens the database — first perhaps crashing during recovery, retrying while faults
-    /// make it fail — and checks what recovery brought back. `None`: the database reports
-    /// corruption after a bit flip, and the run ends there.
+    /// Opens the database and checks what recovery brought back. When the read of it fails
+    /// with faults on, the process restarts, as a supervisor would restart it, and opens again
+    /// (faults stay off for that read after `OPEN_ATTEMPTS` restarts). `None`: the database
+    /// reports corruption after a bit flip, and the run ends there.
     async fn open(&mut self, power_lost: bool, faults: bool) -> Result<Option<Db>, String> {
+        let mut restarts = 0;
+        let (db, recovered) = loop {
+            let Some(db) = self.open_once(faults).await? else {
+                return Ok(None);
+            };
+            self.storage
+                .set_faults_active(faults && restarts < OPEN_ATTEMPTS);
+            match self.recovered(&db).await {
+                Ok(Some(recovered)) => break (db, recovered),
+                Ok(None) => return Err(self.shared.failure().unwrap_or_default()),
+                Err(error) if error.kind() == damselfly::ErrorKind::Corruption => {
+                    self.shared.note_corruption(&error);
+                    return self.check_corruption().map(|()| None);
+                }
+                Err(error) if faults => {
+                    self.story.push(format!(
+                        "reading after open failed: {error}; the process restarts"
+                    ));
+                    self.storage.retire_handles();
+                    restarts += 1;
+                }
+                Err(error) => {
+                    return Err(format!(
+                        "reading after open with faults off failed: {error}"
+                    ));
+                }
+            }
+        };
+        self.storage.set_faults_active(faults);
+        let lost = self.shared.model().recover(recovered.ts, power_lost)?;
+        self.shared.model().check(&recovered)?;
+        self.story.push(format!(
+            "opened at ts {} ({} acknowledged commits lost to the power loss)",
+            recovered.ts, lost
+        ));
+        Ok(Some(db))
+    }
+
+    /// Opens the database, first perhaps crashing during recovery, retrying while faults make
+    /// it fail. `None`: the database reports corruption after a bit flip.
+    async fn open_once(&mut self, faults: bool) -> Result<Option<Db>, String> {
         let runtime: Arc<dyn Runtime> = Arc::new(self.sim.clone());
         if faults && self.storage.plan().is_on(FaultKind::CrashDuringRecovery) && self.random.bool()
         {
@@ -465,37 +507,7 @@ impl Run {
                 Err(error) => return Err(format!("opening with faults off failed: {error}")),
             }
         };
-        self.storage.set_faults_active(faults);
-        // What recovery brought back: the newest timestamp, and the whole table there.
-        let recovered = match self.recovered(&db).await {
-            Ok(Some(recovered)) => recovered,
-            Ok(None) => return Err(self.shared.failure().unwrap_or_default()),
-            Err(error) => return self.failed_after_open(error, faults).map(|()| None),
-        };
-        let lost = self.shared.model().recover(recovered.ts, power_lost)?;
-        self.shared.model().check(&recovered)?;
-        self.story.push(format!(
-            "opened at ts {} ({} acknowledged commits lost to the power loss)",
-            recovered.ts, lost
-        ));
         Ok(Some(db))
-    }
-
-    /// A read right after opening failed: fine while faults are on (the run stops here), a
-    /// failure otherwise.
-    fn failed_after_open(&mut self, error: damselfly::Error, faults: bool) -> Result<(), String> {
-        if error.kind() == damselfly::ErrorKind::Corruption {
-            self.shared.note_corruption(&error);
-            return self.check_corruption();
-        }
-        if faults {
-            self.story
-                .push(format!("reading after open failed: {error}"));
-            return Ok(());
-        }
-        Err(format!(
-            "reading after open with faults off failed: {error}"
-        ))
     }
 
     /// What recovery brought back: the whole table at the newest timestamp; `None` if the scan
