@@ -19,22 +19,19 @@ use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array};
 use arrow_schema::SchemaRef;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowSelection};
-use parquet::arrow::push_decoder::{
-    ParquetPushDecoder, ParquetPushDecoderBuilder, RowGroupSelection,
-};
+use parquet::arrow::arrow_reader::RowSelection;
+use parquet::arrow::push_decoder::{ParquetPushDecoderBuilder, RowGroupSelection};
 
 use super::SstError;
 use super::cache::Block;
-use super::fetch::next_reader;
+use super::fetch::DecodedBatches;
 use super::reader::Shared;
 
 /// Consecutive blocks of one SST, decoded in one pass, every column.
 pub(crate) struct BlockRun {
     /// The next block to hand out, and the end of the run.
     blocks: Range<usize>,
-    decoder: ParquetPushDecoder,
-    reader: Option<ParquetRecordBatchReader>,
+    batches: DecodedBatches,
 }
 
 impl BlockRun {
@@ -76,33 +73,19 @@ impl BlockRun {
             .map_err(|error| shared.parquet_error(error))?;
         Ok(Self {
             blocks,
-            decoder,
-            reader: None,
+            batches: DecodedBatches::new(decoder),
         })
     }
 
     /// The run's next block and its number, or `None` after the last.
     pub async fn next(&mut self, shared: &Shared) -> Result<Option<(usize, Block)>, SstError> {
-        loop {
-            if let Some(reader) = &mut self.reader {
-                match reader.next() {
-                    Some(batch) => {
-                        let batch = batch.map_err(|error| shared.parquet_error(error.into()))?;
-                        return self.block(shared, &batch).map(Some);
-                    }
-                    None => self.reader = None,
-                }
-            }
-            match next_reader(&mut self.decoder, &shared.file).await? {
-                Some(reader) => self.reader = Some(reader),
-                None if self.blocks.is_empty() => return Ok(None),
-                None => {
-                    return Err(shared.corrupt(format!(
-                        "blocks {}..{} decoded to no rows",
-                        self.blocks.start, self.blocks.end
-                    )));
-                }
-            }
+        match self.batches.next(&shared.file).await? {
+            Some(batch) => self.block(shared, &batch).map(Some),
+            None if self.blocks.is_empty() => Ok(None),
+            None => Err(shared.corrupt(format!(
+                "blocks {}..{} decoded to no rows",
+                self.blocks.start, self.blocks.end
+            ))),
         }
     }
 

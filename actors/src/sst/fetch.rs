@@ -11,6 +11,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use damselfly_runtimes::Storage;
 use parquet::DecodeResult;
@@ -147,26 +148,42 @@ impl SstFile {
     }
 }
 
-/// The reader of the decoder's next row group, reading what it needs from `file`; `None` when
-/// done.
-pub(crate) async fn next_reader(
-    decoder: &mut ParquetPushDecoder,
-    file: &SstFile,
-) -> Result<Option<ParquetRecordBatchReader>, SstError> {
-    let parquet_error = |source| SstError::Parquet {
-        path: file.path().to_owned(),
-        source,
-    };
-    loop {
-        match decoder.try_next_reader().map_err(parquet_error)? {
-            DecodeResult::NeedsData(ranges) => {
-                let buffers = file.read_ranges(&ranges).await?;
-                decoder
-                    .push_ranges(ranges, buffers)
-                    .map_err(parquet_error)?;
+/// The batches of a push decoder, decoded from `file`'s checked bytes, row group after row
+/// group.
+pub(crate) struct DecodedBatches {
+    decoder: ParquetPushDecoder,
+    /// The reader of the current row group.
+    reader: Option<ParquetRecordBatchReader>,
+}
+
+impl DecodedBatches {
+    pub fn new(decoder: ParquetPushDecoder) -> Self {
+        Self {
+            decoder,
+            reader: None,
+        }
+    }
+
+    /// The next batch, reading what the decoder needs from `file`; `None` when done.
+    pub async fn next(&mut self, file: &SstFile) -> Result<Option<RecordBatch>, SstError> {
+        let parquet_error = |source| SstError::Parquet {
+            path: file.path().to_owned(),
+            source,
+        };
+        loop {
+            if let Some(batch) = self.reader.as_mut().and_then(Iterator::next) {
+                return Ok(Some(batch.map_err(|error| parquet_error(error.into()))?));
             }
-            DecodeResult::Data(reader) => return Ok(Some(reader)),
-            DecodeResult::Finished => return Ok(None),
+            match self.decoder.try_next_reader().map_err(parquet_error)? {
+                DecodeResult::NeedsData(ranges) => {
+                    let buffers = file.read_ranges(&ranges).await?;
+                    self.decoder
+                        .push_ranges(ranges, buffers)
+                        .map_err(parquet_error)?;
+                }
+                DecodeResult::Data(reader) => self.reader = Some(reader),
+                DecodeResult::Finished => return Ok(None),
+            }
         }
     }
 }

@@ -29,13 +29,13 @@ use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, ScalarBuffer};
 use arrow_schema::SchemaRef;
 use arrow_select::filter::{FilterBuilder, FilterPredicate};
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, RowSelection};
+use parquet::arrow::arrow_reader::RowSelection;
 use parquet::arrow::push_decoder::{
     ParquetPushDecoder, ParquetPushDecoderBuilder, RowGroupSelection,
 };
 
 use super::blocks::CachedBlocks;
-use super::fetch::next_reader;
+use super::fetch::DecodedBatches;
 use super::reader::Shared;
 use super::{KeyRange, SstError, partition_point};
 use crate::table::KeyBytes;
@@ -110,10 +110,7 @@ struct Layout {
 /// Where a scan's decoded batches come from.
 enum Batches {
     /// One pass over the file, decoding the columns the scan works with.
-    File {
-        decoder: ParquetPushDecoder,
-        reader: Option<ParquetRecordBatchReader>,
-    },
+    File(DecodedBatches),
     /// Whole blocks, through the block cache.
     Blocks(CachedBlocks),
 }
@@ -122,17 +119,7 @@ impl Batches {
     /// The next decoded batch, or `None` at the end of the span.
     async fn next(&mut self, shared: &Shared) -> Result<Option<RecordBatch>, SstError> {
         match self {
-            Batches::File { decoder, reader } => loop {
-                if let Some(batch) = reader.as_mut().and_then(Iterator::next) {
-                    return Ok(Some(
-                        batch.map_err(|error| shared.parquet_error(error.into()))?,
-                    ));
-                }
-                match next_reader(decoder, &shared.file).await? {
-                    Some(next) => *reader = Some(next),
-                    None => return Ok(None),
-                }
-            },
+            Batches::File(batches) => batches.next(&shared.file).await,
             Batches::Blocks(blocks) => blocks.next(shared).await,
         }
     }
@@ -613,10 +600,8 @@ fn batches(
         let blocks = CachedBlocks::new(shared, blocks, roots, options.batch_rows, fill_cache)?;
         return Ok(Batches::Blocks(blocks));
     }
-    Ok(Batches::File {
-        decoder: decoder(shared, blocks, roots, options.batch_rows)?,
-        reader: None,
-    })
+    let decoder = decoder(shared, blocks, roots, options.batch_rows)?;
+    Ok(Batches::File(DecodedBatches::new(decoder)))
 }
 
 /// About how many bytes `blocks` take decoded: their share of their row groups' uncompressed
