@@ -371,11 +371,12 @@ fn drive(options: &Options) -> ExitCode {
                         }
                         folder
                     }
-                    None => folder_of(workload),
+                    None => {
+                        let folder = folder_of(workload);
+                        let _ = std::fs::remove_dir_all(&folder);
+                        folder
+                    }
                 };
-                if workload.needs().is_none() {
-                    let _ = std::fs::remove_dir_all(&folder);
-                }
                 eprintln!(
                     "run {}/{}: {} on {}",
                     run + 1,

@@ -25,18 +25,15 @@ pub enum On {
 pub fn step(on: On, workload: Workload, folder: &Path, params: &Params) -> Vec<Metric> {
     // The block cache would serve the repeated scans of this table from memory (about 200M
     // rows/s): the scans measure reading the files, as arrow-rs does.
-    let cache_bytes = if workload == Workload::Scan {
-        Some(0)
-    } else {
-        None
-    };
+    let without_cache = workload == Workload::Scan;
     let open = async |runtime: Arc<dyn Runtime>, folder: &Path| {
         let builder = DbBuilder::from_schema_key_name(arrow60::schema(), "id")
             .and_then(|builder| builder.on_disk(folder))
             .expect("a valid builder");
-        let builder = match cache_bytes {
-            Some(bytes) => builder.block_cache_bytes(bytes),
-            None => builder,
+        let builder = if without_cache {
+            builder.block_cache_bytes(0)
+        } else {
+            builder
         };
         let db = builder
             .open(Arc::clone(&runtime))
