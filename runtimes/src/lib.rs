@@ -7,6 +7,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "tokio", feature = "smol"))]
+mod background;
 mod runtime;
 #[cfg(feature = "smol")]
 mod smol_runtime;

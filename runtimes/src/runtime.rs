@@ -5,10 +5,12 @@
 //! the deterministic simulator, or by users for their own executor. The trait is object safe so
 //! that a database handle can hold an `Arc<dyn Runtime>` and carry no type parameter.
 //!
-//! Implementors provide six primitives; [`RuntimeExt`] builds the typed conveniences the engine
-//! uses (`spawn` with a join handle, `run_blocking` with a result) on top of them, once, so every
-//! runtime gets the same semantics: a join handle detaches on drop, and a panic inside a task or
-//! a blocking job is reported as [`TaskError::Panicked`] instead of unwinding into the caller.
+//! Implementors provide six primitives (and may place background work apart from blocking work,
+//! [`Runtime::spawn_background`]); [`RuntimeExt`] builds the typed conveniences the engine
+//! uses (`spawn` with a join handle, `run_blocking` and `run_background` with a result) on top
+//! of them, once, so every runtime gets the same semantics: a join handle detaches on drop, and
+//! a panic inside a task or a blocking job is reported as [`TaskError::Panicked`] instead of
+//! unwinding into the caller.
 
 use std::fmt;
 use std::future::Future;
@@ -39,6 +41,17 @@ pub trait Runtime: Send + Sync + fmt::Debug + 'static {
     /// Runs `job` away from the async worker threads (a blocking thread pool). The simulator runs
     /// it inline, at the moment of the call.
     fn spawn_blocking(&self, job: BlockingJob);
+
+    /// Runs `job` like [`spawn_blocking`](Runtime::spawn_blocking), as work that may wait while
+    /// anything else wants a core — compaction, for instance. [`TokioRuntime`] and
+    /// [`SmolRuntime`] run it on a pool of threads at the lowest scheduling priority; by
+    /// default it is [`spawn_blocking`](Runtime::spawn_blocking), which the simulator keeps.
+    ///
+    /// [`TokioRuntime`]: crate::TokioRuntime
+    /// [`SmolRuntime`]: crate::SmolRuntime
+    fn spawn_background(&self, job: BlockingJob) {
+        self.spawn_blocking(job);
+    }
 
     /// A future that completes after `duration` has passed on this runtime's clock.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
@@ -75,6 +88,10 @@ impl<R: Runtime + ?Sized> Runtime for std::sync::Arc<R> {
 
     fn spawn_blocking(&self, job: BlockingJob) {
         (**self).spawn_blocking(job);
+    }
+
+    fn spawn_background(&self, job: BlockingJob) {
+        (**self).spawn_background(job);
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
@@ -236,22 +253,17 @@ pub trait RuntimeExt: Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (sender, receiver) = async_channel::bounded(1);
-        let task = name.to_owned();
-        let task_name = task.clone();
-        self.spawn_blocking(Box::new(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(job)).map_err(|payload| {
-                TaskError::Panicked {
-                    task: task_name,
-                    message: panic_message(payload.as_ref()),
-                }
-            });
-            let _ = sender.try_send(result);
-        }));
-        BlockingResult(JoinHandle {
-            task,
-            result: Box::pin(receiver),
-        })
+        run_on(name, job, |job| self.spawn_blocking(job))
+    }
+
+    /// [`run_blocking`](RuntimeExt::run_blocking) through
+    /// [`Runtime::spawn_background`]: for work that may wait while anything else wants a core.
+    fn run_background<T, F>(&self, name: &str, job: F) -> BlockingResult<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        run_on(name, job, |job| self.spawn_background(job))
     }
 
     /// The wall clock in milliseconds since the Unix epoch (0 for a clock before it).
@@ -265,6 +277,31 @@ pub trait RuntimeExt: Runtime {
 }
 
 impl<R: Runtime + ?Sized> RuntimeExt for R {}
+
+/// Hands `job` to `spawn` wrapped so that its result, or its panic as
+/// [`TaskError::Panicked`], comes back through the returned future.
+fn run_on<T, F>(name: &str, job: F, spawn: impl FnOnce(BlockingJob)) -> BlockingResult<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (sender, receiver) = async_channel::bounded(1);
+    let task = name.to_owned();
+    let task_name = task.clone();
+    spawn(Box::new(move || {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(job)).map_err(|payload| {
+            TaskError::Panicked {
+                task: task_name,
+                message: panic_message(payload.as_ref()),
+            }
+        });
+        let _ = sender.try_send(result);
+    }));
+    BlockingResult(JoinHandle {
+        task,
+        result: Box::pin(receiver),
+    })
+}
 
 /// The result of [`RuntimeExt::run_blocking`]: a future of the job's output.
 #[must_use = "a blocking job's result is only observed by awaiting it"]

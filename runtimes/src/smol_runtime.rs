@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 use crate::runtime::{BlockingJob, BoxFuture, Instant, Runtime, SystemClocks};
 
 /// Runs damselfly on smol. Tasks go to smol's global executor (or to an executor you pass to
-/// [`SmolRuntime::with_executor`]), blocking jobs to the `blocking` thread pool, and sleeps use
-/// `async-io` timers.
+/// [`SmolRuntime::with_executor`]), blocking jobs to the `blocking` thread pool, background jobs
+/// to damselfly's background pool (threads of the lowest priority; see
+/// [`Runtime::spawn_background`]), and sleeps use `async-io` timers.
 #[derive(Debug, Clone)]
 pub struct SmolRuntime {
     inner: Arc<Inner>,
@@ -70,6 +71,10 @@ impl Runtime for SmolRuntime {
 
     fn spawn_blocking(&self, job: BlockingJob) {
         smol::unblock(job).detach();
+    }
+
+    fn spawn_background(&self, job: BlockingJob) {
+        crate::background::spawn(job, |job| self.spawn_blocking(job));
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {

@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 use crate::runtime::{BlockingJob, BoxFuture, Instant, Runtime, SystemClocks};
 
 /// Runs damselfly on tokio. Tasks go to the runtime's workers, blocking jobs to its blocking
-/// pool, and sleeps use its timer (build the runtime with `enable_time()` or `enable_all()`).
+/// pool, background jobs to damselfly's background pool (threads of the lowest priority; see
+/// [`Runtime::spawn_background`]), and sleeps use its timer (build the runtime with
+/// `enable_time()` or `enable_all()`).
 ///
 /// Both the current-thread and the multi-thread tokio runtimes are supported.
 #[derive(Debug, Clone)]
@@ -69,6 +71,10 @@ impl Runtime for TokioRuntime {
 
     fn spawn_blocking(&self, job: BlockingJob) {
         drop(self.inner.handle.spawn_blocking(job));
+    }
+
+    fn spawn_background(&self, job: BlockingJob) {
+        crate::background::spawn(job, |job| self.spawn_blocking(job));
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {

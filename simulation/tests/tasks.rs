@@ -38,6 +38,26 @@ fn run_blocking_runs_inline_and_returns_its_value() {
 }
 
 #[test]
+fn background_jobs_run_inline_like_blocking_ones() {
+    let sim = SimRuntime::new(4);
+    let runtime = sim.clone();
+    let (ran_at_call, result) = sim.block_on(async move {
+        let ran = Arc::new(AtomicBool::new(false));
+        let job_ran = Arc::clone(&ran);
+        let pending = runtime.run_background("merge", move || {
+            job_ran.store(true, Ordering::SeqCst);
+            7_u8
+        });
+        (ran.load(Ordering::SeqCst), pending.await)
+    });
+    assert!(
+        ran_at_call,
+        "the simulator keeps background work deterministic: inline"
+    );
+    assert_eq!(result, Ok(7));
+}
+
+#[test]
 fn a_panicking_blocking_job_is_reported() {
     let sim = SimRuntime::new(2);
     let runtime = sim.clone();

@@ -6,6 +6,7 @@
 mod common;
 mod compaction;
 
+mod background;
 mod bad_input;
 mod concurrency;
 mod crash_during_flush;
