@@ -354,9 +354,10 @@ impl DbBuilder {
     }
 
     /// Write backpressure from level 0 (defaults 20 and 36 SSTs): from `slowdown` files on,
-    /// each write is delayed a little (longer the further past it); at `stop` files, flushes
-    /// wait for compaction (each at most `write_stall_timeout`), so memtables fill and writers
-    /// wait for room. Applies only with automatic compaction.
+    /// each write is delayed a little (250 µs per MiB it brings per file past the threshold, at
+    /// most 100 ms); at `stop` files, flushes wait for compaction (each at most
+    /// `write_stall_timeout`), so memtables fill and writers wait for room. Applies only with
+    /// automatic compaction.
     pub fn level0_write_thresholds(mut self, slowdown: usize, stop: usize) -> Self {
         self.options.level0_slowdown_files = slowdown;
         self.options.level0_stop_files = stop;

@@ -92,8 +92,10 @@ pub struct VersionInfo {
     pub timestamp: Timestamp,
 }
 
-/// The delay of a write per level-0 file past the slowdown threshold.
-const SLOWDOWN_STEP: Duration = Duration::from_millis(1);
+/// The delay of a write per MiB it brings (in memtable memory), per level-0 file past the
+/// slowdown threshold: about an eighth of the time the engine takes to take in a MiB, so each
+/// file past the threshold slows writing by about an eighth, whatever the size of the writes.
+const SLOWDOWN_PER_MIB: Duration = Duration::from_micros(250);
 
 /// The longest delay of one write by the slowdown.
 const SLOWDOWN_MAX: Duration = Duration::from_millis(100);
@@ -126,7 +128,7 @@ impl DbInner {
         wait_for_sync: bool,
         check: Option<ConflictCheck>,
     ) -> Result<CommitAnswer, Error> {
-        self.slow_down().await;
+        self.slow_down(write.rows.memory_bytes).await;
         self.admit(write.rows.memory_bytes).await?;
         self.memtable
             .ask(|reply| MemtableMessage::Commit {
@@ -139,9 +141,11 @@ impl DbInner {
             .map_err(|_| self.unavailable())
     }
 
-    /// Delays a write while level 0 is past its slowdown threshold: a millisecond for every
-    /// file past it, so that ingest gives compaction room before flushes have to stop.
-    async fn slow_down(&self) {
+    /// Delays a write of `bytes` while level 0 is past its slowdown threshold:
+    /// [`SLOWDOWN_PER_MIB`] per MiB for every file past it, so that ingest gives compaction
+    /// (whose threads run when the foreground leaves a core idle) room before flushes have to
+    /// stop.
+    async fn slow_down(&self, bytes: usize) {
         if !self.options.automatic_compaction {
             return;
         }
@@ -155,7 +159,8 @@ impl DbInner {
         };
         self.metrics.write_slowdowns.add(1);
         probe::hit(&*self.runtime, Probe::WriteSlowdown);
-        let delay = SLOWDOWN_STEP * u32::try_from(excess).unwrap_or(u32::MAX);
+        let nanos = (SLOWDOWN_PER_MIB.as_nanos() * excess as u128 * bytes as u128) >> 20;
+        let delay = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         self.runtime.sleep(delay.min(SLOWDOWN_MAX)).await;
     }
 

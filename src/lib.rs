@@ -50,7 +50,9 @@ pub mod runtime {
 ///
 /// [`CompactionExecutor`]: compaction::CompactionExecutor
 pub mod compaction {
-    pub use damselfly_actors::compactor::plan::{LeveledOptions, TieredOptions};
+    pub use damselfly_actors::compactor::plan::{
+        LeveledOptions, SUBCOMPACTIONS_DEFAULT, TieredOptions,
+    };
     pub use damselfly_actors::compactor::{
         CompactionError, CompactionExecutor, CompactionJob, CompactionOptions, CompactionOutcome,
         CompactionStrategy, JOB_FORMAT, LocalExecutor,

@@ -159,6 +159,7 @@ async fn open_writer(
         Arc::clone(&table),
         options.sst.clone(),
     )
+    .with_subcompactions(options.compaction.subcompactions)
     .with_metrics(Arc::clone(&metrics.executor));
     let executor: Arc<dyn CompactionExecutor> = match &options.executor {
         Some(factory) => (factory.0)(local),

@@ -34,7 +34,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 pub use self::options::{
-    CompactionOptions, CompactionOptionsError, CompactionStrategy, LeveledOptions, TieredOptions,
+    CompactionOptions, CompactionOptionsError, CompactionStrategy, LeveledOptions,
+    SUBCOMPACTIONS_DEFAULT, TieredOptions,
 };
 use crate::manifest::{LEVEL_COUNT_MAX, SstDescriptor, Version};
 use crate::table::KeyBytes;

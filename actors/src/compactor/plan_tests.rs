@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    CompactionOptions, CompactionStrategy, LeveledOptions, PlannedJob, TieredOptions,
-    nothing_older_outside, plan, plan_manual,
+    CompactionOptions, CompactionStrategy, LeveledOptions, PlannedJob, SUBCOMPACTIONS_DEFAULT,
+    TieredOptions, nothing_older_outside, plan, plan_manual,
 };
 use crate::manifest::{SST_IDS_PER_EPOCH, SstDescriptor, Version};
 use crate::table::KeyBytes;
@@ -640,6 +640,13 @@ fn defaults_are_valid_and_nonsense_is_rejected_with_a_reason() {
             "concurrent_jobs is 0",
         ),
         (
+            CompactionOptions {
+                subcompactions: 0,
+                ..defaults.clone()
+            },
+            "subcompactions is 0",
+        ),
+        (
             with_leveled(|leveled| leveled.level0_file_trigger = 0),
             "level0_file_trigger is 0",
         ),
@@ -748,6 +755,7 @@ fn random_options(random: &mut fastrand::Rng) -> CompactionOptions {
         max_input_bytes: random.u64(300..=5000),
         output_file_bytes: 1000,
         concurrent_jobs: random.usize(1..=3),
+        subcompactions: SUBCOMPACTIONS_DEFAULT,
     };
     assert_eq!(options.validate(), Ok(()), "{options:?}");
     options

@@ -4,7 +4,7 @@
 //! newer than the horizon and its newest at or below it, minus trailing deletes when deletes may
 //! be dropped. Randomized; rerun one seed with `COMPACTION_TEST_SEED=<seed>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch};
@@ -158,14 +158,17 @@ async fn compact(seed: u64) {
         output_file_bytes: random.u64(1..8) << 10,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(SmolRuntime::new());
+    let parts = random.usize(1..5);
     let executor = LocalExecutor::new(
         Arc::clone(&storage),
         runtime,
         Arc::clone(&table),
         SstOptions::default(),
-    );
+    )
+    .with_subcompactions(parts);
     let outcome: CompactionOutcome = executor.run(job.clone()).await.expect("the job runs");
-    let context = format!("seed {seed} (COMPACTION_TEST_SEED={seed}), job {job:?}");
+    let context =
+        format!("seed {seed} (COMPACTION_TEST_SEED={seed}), {parts} parts at most, job {job:?}");
     outcome
         .check(&job)
         .unwrap_or_else(|error| panic!("{context}: {error}"));
@@ -230,7 +233,8 @@ fn outputs_are_cut_at_key_boundaries_near_the_requested_size() {
             Arc::new(SmolRuntime::new()),
             table,
             SstOptions::default(),
-        );
+        )
+        .with_subcompactions(1);
         let outcome = executor.run(job.clone()).await.expect("the job runs");
         outcome.check(&job).expect("the outcome fits the job");
         assert!(outcome.outputs.len() > 1, "{:?}", outcome.outputs);
@@ -247,6 +251,60 @@ fn outputs_are_cut_at_key_boundaries_near_the_requested_size() {
         for id in 100 + ids.len() as u64..110 {
             assert!(storage.size(&sst_path(id)).await.is_err());
         }
+    });
+}
+
+#[test]
+fn a_job_in_parts_writes_the_same_versions_each_part_under_its_share_of_the_ids() {
+    smol::block_on(async {
+        let model = random_model(11, 400, 3, 40);
+        let table = Arc::clone(&model.table);
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let mut random = fastrand::Rng::with_seed(11);
+        let inputs = write_inputs(&model, &storage, 3, &mut random).await;
+        let job = |output_ids| CompactionJob {
+            format: JOB_FORMAT,
+            inputs: inputs.clone(),
+            target_level: 1,
+            drop_deletes: false,
+            horizon: 20,
+            output_ids,
+            output_file_bytes: 4 << 10,
+        };
+        let executor = |parts| {
+            LocalExecutor::new(
+                Arc::clone(&storage),
+                Arc::new(SmolRuntime::new()),
+                Arc::clone(&table),
+                SstOptions::default(),
+            )
+            .with_subcompactions(parts)
+        };
+        let whole_job = job(100..112);
+        let whole = executor(1).run(whole_job.clone()).await.expect("runs");
+        whole.check(&whole_job).expect("fits");
+        let parts_job = job(200..212);
+        let parts = executor(3).run(parts_job.clone()).await.expect("runs");
+        parts
+            .check(&parts_job)
+            .expect("fits: outputs in key order, without overlap");
+
+        // The same versions survive, and each of the three parts wrote under its own ids.
+        assert_eq!(
+            (parts.rows_read, parts.rows_written),
+            (whole.rows_read, whole.rows_written)
+        );
+        let versions = |read: BTreeMap<KeyBytes, Vec<Read>>| {
+            read.into_iter()
+                .map(|(key, reads)| (key, reads.iter().map(|read| read.timestamp).collect()))
+                .collect::<Vec<(KeyBytes, Vec<u64>)>>()
+        };
+        assert_eq!(
+            versions(read_all(&storage, &table, &whole.outputs).await),
+            versions(read_all(&storage, &table, &parts.outputs).await)
+        );
+        let shares: BTreeSet<u64> = parts.outputs.iter().map(|sst| (sst.id - 200) / 4).collect();
+        assert_eq!(shares, BTreeSet::from([0, 1, 2]), "{:?}", parts.outputs);
     });
 }
 

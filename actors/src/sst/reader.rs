@@ -116,6 +116,18 @@ impl SstReader {
         self.shared.file.path()
     }
 
+    /// The first key of every block with the rows the block holds, in file order: where the
+    /// file's rows lie in key order, without reading them.
+    pub(crate) fn blocks(&self) -> impl Iterator<Item = (&KeyBytes, u64)> + '_ {
+        let footer = &self.shared.metadata.footer;
+        let mut left = footer.rows;
+        footer.block_first_keys.iter().map(move |key| {
+            let rows = left.min(footer.block_rows);
+            left -= rows;
+            (key, rows)
+        })
+    }
+
     /// The newest version of `key` with a commit timestamp `<= read_at`, or `None`.
     /// `key_columns` is the same key as one-row arrays of the key columns, in key order: the
     /// bloom filters are probed, and a block's rows compared, with them (debug builds check that

@@ -26,7 +26,16 @@ pub struct CompactionOptions {
     /// How many jobs the compactor runs at once (at least 1); default 1. The planner does not
     /// read it: it keeps any number of jobs apart through the busy set.
     pub concurrent_jobs: usize,
+    /// Into how many parts, by key range, the in-process executor may cut one job to merge
+    /// them at once (at least 1); default [`SUBCOMPACTIONS_DEFAULT`]. A job is cut only as far
+    /// as each part still fills an output file. The planner does not read it.
+    pub subcompactions: usize,
 }
+
+/// The default of [`CompactionOptions::subcompactions`]: the two halves of a large job merge at
+/// once, so a job uses a second core where there is one — a level-0 job must rewrite every
+/// level-1 file its inputs overlap, and the other jobs wait for it.
+pub const SUBCOMPACTIONS_DEFAULT: usize = 2;
 
 /// The shape of the tree compaction maintains, and how [`plan`] picks a job for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +114,7 @@ impl Default for CompactionOptions {
             max_input_bytes: 1 << 30,
             output_file_bytes: 64 << 20,
             concurrent_jobs: 1,
+            subcompactions: SUBCOMPACTIONS_DEFAULT,
         }
     }
 }
@@ -159,6 +169,9 @@ impl CompactionOptions {
         }
         if self.concurrent_jobs == 0 {
             return invalid("concurrent_jobs is 0; at least 1 job must be able to run".to_owned());
+        }
+        if self.subcompactions == 0 {
+            return invalid("subcompactions is 0; a job is merged in at least 1 part".to_owned());
         }
         match &self.strategy {
             CompactionStrategy::Leveled(leveled) => leveled.validate(),
