@@ -264,6 +264,9 @@ impl LocalExecutor {
 /// rows or none — blocks of different files interleave — which costs nothing but its share of
 /// the parallelism.)
 fn split(readers: &[SstReader], parts: u64) -> Vec<KeyRange> {
+    if parts <= 1 {
+        return vec![KeyRange::all()];
+    }
     let mut blocks: Vec<(&KeyBytes, u64)> = readers.iter().flat_map(SstReader::blocks).collect();
     blocks.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let total: u64 = blocks.iter().map(|(_, rows)| rows).sum();
